@@ -1,0 +1,153 @@
+"""Honest evaluation: test metrics from one pass over the test set, confusion matrices
+and per-class reports with scikit-learn, batch-1 latency, batched throughput, size.
+
+Latency is the median of many direct calls of a compiled inference function at batch
+size 1, after warm-up, so it measures the model rather than Python and `predict`
+overhead (the articles' figures of 37-206 ms per image mostly measure the latter).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import data as data_module
+
+
+def inference_function(model: keras.Model):
+    """A compiled `model(x, training=False)`, made once per model and reused."""
+    fn = getattr(model, "_course_inference", None)
+    if fn is None:
+        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        model._course_inference = fn
+    return fn
+
+
+@dataclass
+class Predictions:
+    """Labels and logits of one split."""
+
+    y_true: np.ndarray
+    logits: np.ndarray
+
+    @property
+    def binary(self) -> bool:
+        return self.logits.shape[1] == 1
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        if self.binary:
+            p = 1 / (1 + np.exp(-self.logits[:, 0]))
+            return np.stack([1 - p, p], axis=1)
+        shifted = self.logits - self.logits.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        return e / e.sum(axis=1, keepdims=True)
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        if self.binary:
+            return (self.logits[:, 0] > 0).astype(int)
+        return self.logits.argmax(axis=1)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.y_pred == self.y_true))
+
+    @property
+    def loss(self) -> float:
+        """Mean cross-entropy, computed stably from the logits."""
+        z = self.logits.astype(np.float64)
+        if self.binary:
+            y = self.y_true.astype(np.float64)
+            x = z[:, 0]
+            return float(np.mean(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))))
+        shifted = z - z.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-np.mean(log_probs[np.arange(len(z)), self.y_true]))
+
+    def metrics(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "loss": self.loss}
+
+
+def predict(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64) -> Predictions:
+    """Logits and labels of a split, in its (fixed) order."""
+    infer = inference_function(model)
+    labels, logits = [], []
+    for images, y in data_module.batches(examples, batch_size):
+        logits.append(np.asarray(infer(images), dtype=np.float32))
+        labels.append(y.numpy())
+    return Predictions(np.concatenate(labels).astype(int), np.concatenate(logits))
+
+
+def confusion(predictions: Predictions, num_classes: int, normalize: bool = False) -> np.ndarray:
+    """Confusion matrix (rows: true class); normalized rows sum to 1."""
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(
+        predictions.y_true, predictions.y_pred, labels=list(range(num_classes)),
+        normalize="true" if normalize else None,
+    )
+
+
+def per_class_report(predictions: Predictions, class_names: list[str]):
+    """Precision, recall, F1 and support per class, as a DataFrame."""
+    import pandas as pd
+    from sklearn.metrics import classification_report
+
+    report = classification_report(
+        predictions.y_true, predictions.y_pred, labels=list(range(len(class_names))),
+        target_names=class_names, output_dict=True, zero_division=0,
+    )
+    return pd.DataFrame(report).T.round(3)
+
+
+def misclassified(predictions: Predictions) -> np.ndarray:
+    """Indices (in split order) of the wrongly classified examples."""
+    return np.flatnonzero(predictions.y_pred != predictions.y_true)
+
+
+# ------------------------------------------------------------------------ speed
+
+
+def _input_shape(model: keras.Model) -> tuple[int, ...]:
+    return tuple(int(d) for d in model.input_shape[1:])
+
+
+def latency_ms(model: keras.Model, *, repeats: int = 50, warmup: int = 5) -> float:
+    """Median milliseconds of one batch-1 call of the compiled model, after warm-up."""
+    infer = inference_function(model)
+    x = tf.random.uniform((1, *_input_shape(model)), 0, 255, seed=0)
+    for _ in range(warmup):
+        infer(x).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        infer(x).numpy()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def throughput(model: keras.Model, *, batch_size: int = 64, repeats: int = 3) -> float:
+    """Images per second at a large batch, after one warm-up call."""
+    infer = inference_function(model)
+    x = tf.random.uniform((batch_size, *_input_shape(model)), 0, 255, seed=0)
+    infer(x).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        infer(x).numpy()
+    return batch_size * repeats / (time.perf_counter() - start)
+
+
+def model_size_mb(model: keras.Model) -> float:
+    """Size of the saved `.keras` file in megabytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.keras")
+        model.save(path)
+        return os.path.getsize(path) / 2**20

@@ -1,0 +1,214 @@
+"""Figures: training curves and comparisons with plotnine; confusion matrices and image
+grids with matplotlib. Each function returns the figure (a notebook shows it as the
+cell's value) and takes tidy data: a `History`, a DataFrame of records, arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from plotnine import (
+    aes,
+    element_text,
+    facet_wrap,
+    geom_col,
+    geom_line,
+    geom_point,
+    geom_step,
+    geom_text,
+    geom_vline,
+    ggplot,
+    labs,
+    scale_color_manual,
+    scale_linetype_manual,
+    scale_x_continuous,
+    scale_x_log10,
+    theme,
+    theme_minimal,
+)
+
+from helpers.train import History
+
+SPLIT_COLOURS = {"training": "#80797c", "validation": "#981220"}
+PALETTE = ["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d96a3", "#2e4057", "#a05195"]
+
+
+def _size(width: float, height: float):
+    return theme(figure_size=(width, height))
+
+
+def history_frame(histories: History | Mapping[str, History]) -> pd.DataFrame:
+    """One long DataFrame of one or several labelled histories."""
+    if isinstance(histories, History):
+        histories = {"": histories}
+    frames = []
+    for label, history in histories.items():
+        frame = history.frame()
+        frame["run"] = label
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def training_curves(histories: History | Mapping[str, History], title: str = "Training curves"):
+    """Accuracy and loss per epoch, training and validation, for one or several runs.
+    A dashed line marks where fine-tuning started."""
+    frame = history_frame(histories)
+    frame = frame[frame["metric"].isin(["accuracy", "loss"])]
+    several = frame["run"].nunique() > 1
+    if several:
+        mapping = aes("epoch", "value", color="run", linetype="split")
+        colours = scale_color_manual(values=PALETTE, name="")
+    else:
+        mapping = aes("epoch", "value", color="split")
+        colours = scale_color_manual(values=SPLIT_COLOURS, name="")
+    plot = (
+        ggplot(frame, mapping)
+        + geom_line(size=1)
+        + geom_point(size=1.2)
+        + facet_wrap("~metric", scales="free_y")
+        + colours
+        + labs(title=title, x="Epoch", y="")
+        + theme_minimal()
+        + _size(10, 4)
+    )
+    if several:
+        plot += scale_linetype_manual(values={"training": "solid", "validation": "dashed"}, name="")
+    if isinstance(histories, History):
+        histories = {"": histories}
+    starts = sorted({h.fine_tune_start - 0.5 for h in histories.values() if h.fine_tune_start})
+    if starts:
+        plot += geom_vline(xintercept=starts, linetype="dotted", color="#444444")
+    epochs = frame["epoch"].max() if len(frame) else 1
+    if epochs <= 30:
+        plot += scale_x_continuous(breaks=list(range(1, int(epochs) + 1, max(1, int(epochs) // 10))))
+    return plot
+
+
+def confusion_matrices(matrix: np.ndarray, class_names: Sequence[str], title: str = ""):
+    """Raw counts and row-normalized rates side by side (scikit-learn's display)."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalized = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
+    many = len(class_names) > 6
+    fig, axes = plt.subplots(1, 2, figsize=(13 if many else 10, 5.5 if many else 4.2))
+    for ax, values, fmt, name in ((axes[0], matrix, "d", "counts"),
+                                  (axes[1], normalized, ".2f", "normalized by true class")):
+        ConfusionMatrixDisplay(values, display_labels=list(class_names)).plot(
+            ax=ax, cmap="Blues", colorbar=False, values_format=fmt,
+            xticks_rotation=45 if many else "horizontal",
+        )
+        ax.set_title(f"{title} ({name})" if title else name.capitalize())
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def image_grid(images: np.ndarray, titles: Sequence[str], columns: int = 5,
+               colours: Sequence[str] | None = None, title: str = ""):
+    """Images (raw 0-255) in a grid with a title over each."""
+    count = len(images)
+    rows = max(1, int(np.ceil(count / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.3 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < count:
+            ax.imshow(np.clip(np.asarray(images[i]), 0, 255).astype("uint8"))
+            ax.set_title(titles[i], fontsize=9, color=(colours[i] if colours else "black"))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def prediction_grid(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
+                    class_names: Sequence[str], columns: int = 5, title: str = ""):
+    """Predictions over test images: green when right, red (with the truth) when wrong."""
+    titles, colours = [], []
+    for truth, guess in zip(y_true, y_pred):
+        right = truth == guess
+        titles.append(class_names[guess] if right else f"{class_names[guess]}\n(true: {class_names[truth]})")
+        colours.append("#1a7f37" if right else "#cf222e")
+    return image_grid(images, titles, columns, colours, title)
+
+
+def pareto_front(table: pd.DataFrame, cost: str, benefit: str) -> pd.Series:
+    """True for rows no other row beats on both cost (lower) and benefit (higher)."""
+    values = table[[cost, benefit]].to_numpy(dtype=float)
+    front = []
+    for c, b in values:
+        dominated = np.any((values[:, 0] <= c) & (values[:, 1] >= b) & ((values[:, 0] < c) | (values[:, 1] > b)))
+        front.append(not dominated and np.isfinite(c) and np.isfinite(b))
+    return pd.Series(front, index=table.index)
+
+
+def tradeoff(table: pd.DataFrame, x: str = "inference_ms_per_image", y: str = "test_accuracy",
+             label: str = "title", colour: str | None = None, title: str = "",
+             x_title: str = "Batch-1 latency (ms per image)", y_title: str = "Test accuracy",
+             log_x: bool = False):
+    """A scatter of runs with the Pareto front (best `y` for the `x` spent) as a step line."""
+    frame = table.dropna(subset=[x, y]).copy()
+    frame["pareto"] = pareto_front(frame, x, y)
+    front = frame[frame["pareto"]].sort_values(x)
+    colour = colour or label
+    plot = (
+        ggplot(frame, aes(x, y))
+        + geom_step(data=front, color="#999999", linetype="dashed", direction="hv")
+        + geom_point(aes(color=colour), size=3)
+        + geom_text(aes(label=label), size=7, nudge_y=0.012, va="bottom")
+        + scale_color_manual(values=PALETTE * 4, name="")
+        + labs(title=title, x=x_title, y=y_title)
+        + theme_minimal()
+        + theme(legend_position="bottom")
+        + _size(9, 5)
+    )
+    if log_x:
+        plot += scale_x_log10()
+    return plot
+
+
+def bars(table: pd.DataFrame, x: str, y: str, fill: str | None = None, title: str = "",
+         y_title: str = "", flip: bool = True):
+    """Horizontal bars of one value per row (e.g. latency per configuration)."""
+    from plotnine import coord_flip
+
+    frame = table.copy()
+    frame[x] = pd.Categorical(frame[x], categories=list(frame[x])[::-1] if flip else list(frame[x]))
+    plot = (
+        ggplot(frame, aes(x, y, fill=fill or x))
+        + geom_col(show_legend=fill is not None)
+        + labs(title=title, x="", y=y_title)
+        + theme_minimal()
+        + theme(axis_text_y=element_text(size=8))
+        + _size(9, max(3, 0.32 * len(frame)))
+    )
+    from plotnine import scale_fill_manual
+
+    plot += scale_fill_manual(values=PALETTE * 4, name="")
+    return plot + coord_flip() if flip else plot
+
+
+def ours_vs_article(table: pd.DataFrame, title: str = "Our accuracy against the article's"):
+    """Each comparable run as a point: the article's number (x) against ours (y);
+    points on the diagonal reproduce the article."""
+    from plotnine import geom_abline
+
+    frame = table.dropna(subset=["article_value", "our_value"]).copy()
+    low = float(min(frame["article_value"].min(), frame["our_value"].min(), 0.5)) if len(frame) else 0
+    plot = (
+        ggplot(frame, aes("article_value", "our_value", color="notebook", shape="kind"))
+        + geom_abline(slope=1, intercept=0, linetype="dashed", color="#999999")
+        + geom_point(size=3)
+        + scale_color_manual(values=PALETTE, name="")
+        + labs(title=title, x="Article's reported accuracy", y="Our accuracy")
+        + theme_minimal()
+        + theme(legend_position="right")
+        + _size(10, 5.5)
+    )
+    from plotnine import coord_cartesian
+
+    return plot + coord_cartesian(xlim=(low, 1), ylim=(low, 1))

@@ -1,0 +1,309 @@
+"""The result record, the articles' reported numbers, and the summary table.
+
+One JSON record per trained configuration, written atomically to
+``RESULTS_DIR/<notebook>/<model>__<strategy>.json``. `ARTICLE_RESULTS` transcribes
+what each article reported, so every record can be set beside its claim.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from helpers.config import Settings, project_root
+
+RECORD_FIELDS = (
+    "notebook", "article", "dataset", "profile", "model", "strategy", "image_size",
+    "batch_size", "epochs", "fine_tune_epochs", "optimizer", "learning_rate",
+    "train_accuracy", "train_loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss",
+    "trainable_params", "total_params", "train_seconds", "inference_ms_per_image",
+    "throughput_images_per_s", "skipped_files", "seed", "tensorflow", "keras", "device",
+    "git_commit", "created_at",
+)
+# Beyond the contract: run status, the split's fingerprint, per-epoch history, ...
+EXTRA_FIELDS = (
+    "status", "error", "split_fingerprint", "fine_tune_learning_rate", "limit", "weights",
+    "history", "resumed_epochs", "cached_features", "model_size_mb", "class_names", "title",
+)
+
+NOTEBOOK_ARTICLE = {
+    "01_cifar10_resnet50_vs_mobilenet": "000",
+    "02_cifar10_resnet50_upsampling_finetune": "001",
+    "03_tf_flowers_unfreezing_strategies": "002",
+    "04_animals_mobilenetv2_vs_efficientnetv2": "003",
+    "05_cats_vs_dogs_feature_extraction": "004",
+}
+
+ARTICLES = {
+    "000": "MobileNet vs ResNet50 - Two CNN Transfer Learning Light Frameworks (Analytics India Magazine)",
+    "001": "Supercharge Your AI: ResNet50 Transfer Learning Unleashed",
+    "002": "Analysis of Transfer Learning with ResNet50 and MobileNet",
+    "003": "Comparison of two ML Models using transfer learning for image classification",
+    "004": "Exploring Transfer Learning for Image Classification with MobileNet",
+}
+
+
+def _row(notebook, model, strategy, metric, value, epochs, fine_tune_epochs, image_size, **more):
+    return {"notebook": notebook, "article": NOTEBOOK_ARTICLE[notebook], "model": model,
+            "strategy": strategy, "metric": metric, "value": value, "epochs": epochs,
+            "fine_tune_epochs": fine_tune_epochs, "image_size": image_size, **more}
+
+
+_NB3 = "03_tf_flowers_unfreezing_strategies"
+# article 002's table: strategy, train acc, train loss, val acc, val loss, test acc, params, ms/image
+_ARTICLE_002 = {
+    "resnet50": [
+        ("frozen", 0.8350, 0.4599, 0.8791, 0.3289, 0.9210, 10_245, 206.32),
+        ("layers:5", 0.9545, 0.1128, 0.8949, 0.2742, 0.9210, 1_064_965, 206.29),
+        ("layers:10", 0.9786, 0.0731, 0.9079, 0.2773, 0.9155, 4_475_909, 104.79),
+        ("layers:40", 0.9708, 0.0870, 0.9239, 0.2514, 0.9210, 15_842_053, 104.63),
+        ("blocks:2", 0.9560, 0.1602, 0.8989, 0.2956, 0.9183, 8_941_573, 87.03),
+        ("blocks:4", 0.8986, 0.3159, 0.8941, 0.3222, 0.9101, 16_104_965, 93.07),
+        ("blocks:10", 0.9662, 0.1513, 0.8964, 0.29480, 0.9319, 22_375_685, 84.17),
+    ],
+    "mobilenet": [
+        ("frozen", 0.7715, 0.6178, 0.8540, 0.4250, 0.9019, 5_125, 52.53),
+        ("layers:5", 0.9545, 0.1459, 0.8905, 0.3230, 0.8856, 1_057_797, 48.95),
+        ("layers:10", 0.9621, 0.1308, 0.8944, 0.2857, 0.8828, 1_593_349, 37.09),
+        ("layers:40", 0.9717, 0.0859, 0.9101, 0.2770, 0.8801, 2_937_349, 53.15),
+        ("blocks:2", 0.9094, 0.2819, 0.8806, 0.3166, 0.9183, 1_598_981, 37.15),
+        ("blocks:4", 0.9132, 0.2582, 0.8799, 0.3319, 0.9237, 2_136_581, 37.91),
+        ("blocks:10", 0.9321, 0.2285, 0.8777, 0.3189, 0.9128, 3_181_445, 53.26),
+    ],
+}
+
+ARTICLE_RESULTS: list[dict[str, Any]] = [
+    _row("01_cifar10_resnet50_vs_mobilenet", "resnet50", "all", "test_accuracy", 0.81, 30, 0, 32,
+         note="'ResNet-50 has accuracy 81% in 30 epochs'"),
+    _row("01_cifar10_resnet50_vs_mobilenet", "mobilenet", "all", "test_accuracy", 0.65, 100, 0, 32,
+         note="'MobileNet has accuracy 65% in 100 epochs'"),
+    _row("02_cifar10_resnet50_upsampling_finetune", "resnet50", "from:100", "val_accuracy", 0.9402,
+         5, 5, 224,
+         note="validation accuracy after the 4th fine-tuning epoch (0.936, 0.918, 0.942, 0.940; "
+              "the 5th was cut off); no test accuracy is shown"),
+    *[
+        _row(_NB3, model, s, "test_accuracy", test, 5, 0 if s == "frozen" else 15, 224,
+             train_accuracy=tr_acc, train_loss=tr_loss, val_accuracy=v_acc, val_loss=v_loss,
+             trainable_params=params, inference_ms_per_image=ms)
+        for model, rows in _ARTICLE_002.items()
+        for s, tr_acc, tr_loss, v_acc, v_loss, test, params, ms in rows
+    ],
+    _row("04_animals_mobilenetv2_vs_efficientnetv2", "mobilenet_v2", "frozen", "test_accuracy",
+         0.9624, 10, 0, 224, note="10 epochs with early stopping; image size not stated"),
+    _row("04_animals_mobilenetv2_vs_efficientnetv2", "efficientnetv2_b0", "frozen", "test_accuracy",
+         0.9766, 25, 0, 224, note="25 epochs; image size not stated"),
+    _row("05_cats_vs_dogs_feature_extraction", "mobilenet_v2", "frozen", "test_accuracy", 0.9818,
+         10, 0, 160, note="test set carved from validation batches after a reshuffle"),
+]
+
+
+def article_results():
+    """The articles' reported numbers as a DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(ARTICLE_RESULTS)
+
+
+def article_result(notebook: str, model: str, strategy: str) -> dict | None:
+    """The article's row for one configuration, if it reported one."""
+    for row in ARTICLE_RESULTS:
+        if (row["notebook"], row["model"], row["strategy"]) == (notebook, model, strategy):
+            return row
+    return None
+
+
+# ------------------------------------------------------------------------ records
+
+
+def git_commit() -> str:
+    """The checkout's short commit, or 'unknown'."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=project_root(),
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def record_path(settings: Settings, model: str, strategy: str) -> Path:
+    """Where one configuration's record lives (':' is not allowed in every file system)."""
+    return settings.record_dir / f"{model}__{strategy.replace(':', '-')}.json"
+
+
+def new_record(settings: Settings, model: str, strategy: str, **values: Any) -> dict:
+    """A record with every field, those not given set to None."""
+    import keras
+    import tensorflow as tf
+
+    record: dict[str, Any] = dict.fromkeys(RECORD_FIELDS + EXTRA_FIELDS)
+    record.update(
+        notebook=settings.notebook,
+        article=NOTEBOOK_ARTICLE.get(settings.notebook),
+        profile=settings.profile,
+        model=model,
+        strategy=strategy,
+        image_size=settings.image_size,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        limit=settings.limit,
+        weights=settings.weights,
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        git_commit=git_commit(),
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        status="ok",
+    )
+    unknown = set(values) - set(record)
+    if unknown:
+        raise KeyError(f"Not record fields: {', '.join(sorted(unknown))}")
+    record.update(values)
+    return record
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe values: numpy scalars to Python, NaN and infinity to None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_record(record: dict, path: Path) -> Path:
+    """Write a record atomically: a killed run never leaves half a file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(_clean(record), handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_record(path: Path) -> dict:
+    """One record; ValueError when the file is not a valid record."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not readable JSON ({error})") from error
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} does not hold a record")
+    missing = [f for f in RECORD_FIELDS if f not in record]
+    if missing:
+        raise ValueError(f"{path} lacks the field(s) {', '.join(missing)}")
+    return record
+
+
+def existing_record(path: Path, settings: Settings, **expected: Any) -> dict | None:
+    """A finished record at `path` made with the same settings, or None."""
+    if not path.exists():
+        return None
+    try:
+        record = read_record(path)
+    except ValueError:
+        return None
+    wanted = {"status": "ok", "profile": settings.profile, "image_size": settings.image_size,
+              "batch_size": settings.batch_size, "seed": settings.seed, "limit": settings.limit,
+              "weights": settings.weights, **expected}
+    return record if all(record.get(k) == v for k, v in wanted.items()) else None
+
+
+def load_records(folder: Path) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Every valid record under a folder, and (file, reason) for each file skipped."""
+    records, skipped = [], []
+    for path in sorted(Path(folder).rglob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            records.append(read_record(path))
+        except ValueError as error:
+            skipped.append((str(path), str(error)))
+    return records, skipped
+
+
+def records_table(records: list[dict]):
+    """Records as a DataFrame, one row per record, contract fields first."""
+    import pandas as pd
+
+    columns = list(RECORD_FIELDS) + [f for f in EXTRA_FIELDS if f != "history"]
+    rows = [{k: r.get(k) for k in columns} for r in records]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summary_table(records: list[dict]):
+    """Every record beside the number its article reported for the same configuration."""
+    import pandas as pd
+
+    table = records_table(records)
+    articles = article_results()[["notebook", "model", "strategy", "metric", "value", "epochs"]]
+    articles = articles.rename(columns={"value": "article_value", "epochs": "article_epochs",
+                                        "metric": "article_metric"})
+    merged = table.merge(articles, on=["notebook", "model", "strategy"], how="left")
+    ours = []
+    for _, row in merged.iterrows():
+        metric = row["article_metric"] if isinstance(row["article_metric"], str) else "test_accuracy"
+        ours.append(row.get(metric))
+    merged["our_value"] = pd.to_numeric(pd.Series(ours, index=merged.index), errors="coerce")
+    merged["difference"] = merged["our_value"] - pd.to_numeric(merged["article_value"], errors="coerce")
+    merged["kind"] = merged["profile"].map(
+        lambda p: "reproduction" if p == "full" else "smoke run (sample data, not a reproduction)"
+    )
+    return merged
+
+
+COMPARISON_COLUMNS = {
+    "title": "configuration",
+    "kind": "profile",
+    "our_value": "ours",
+    "article_value": "article",
+    "difference": "difference",
+    "article_metric": "article reported",
+    "epochs": "epochs",
+    "fine_tune_epochs": "fine-tune epochs",
+    "trainable_params": "trainable params",
+    "inference_ms_per_image": "ms / image (batch 1)",
+    "throughput_images_per_s": "images / s (batched)",
+}
+
+
+def comparison(records: list[dict]):
+    """A compact table of runs beside their article's numbers, for a notebook to show."""
+    table = summary_table(records)
+    table["article_metric"] = table["article_metric"].map(
+        lambda m: {"test_accuracy": "test accuracy", "val_accuracy": "validation accuracy"}.get(m, "-")
+    )
+    shown = table[list(COMPARISON_COLUMNS)].rename(columns=COMPARISON_COLUMNS)
+    return shown.round({"ours": 4, "article": 4, "difference": 4, "ms / image (batch 1)": 2,
+                        "images / s (batched)": 1})
+
+
+def check_record(path: Path, *, num_classes: int | None = None, profile: str | None = None) -> dict:
+    """Assert a record is complete and, on the smoke profile, clearly above chance.
+
+    The notebooks end with this: a record with a missing field or an accuracy near
+    chance on the learnable sample data means something is broken."""
+    record = read_record(path)
+    missing = [f for f in RECORD_FIELDS if record.get(f) is None and f not in ("git_commit",)]
+    assert record["status"] == "ok", f"{path.name} is marked {record['status']}: {record.get('error')}"
+    assert not missing, f"{path.name} has no value for {', '.join(missing)}"
+    if profile == "smoke" and num_classes:
+        chance = 1 / num_classes
+        floor = chance + 0.5 * (1 - chance)
+        assert record["test_accuracy"] >= floor, (
+            f"{record['title']}: test accuracy {record['test_accuracy']:.2f} is not clearly above "
+            f"chance ({chance:.2f}) on the learnable sample data; expected at least {floor:.2f}"
+        )
+    return record

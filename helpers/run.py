@@ -1,0 +1,211 @@
+"""Run the notebooks headless and build the report.
+
+    python -m helpers.run --profile smoke                  # every notebook (make demo)
+    python -m helpers.run --profile full                   # the articles' settings (make reproduce)
+    python -m helpers.run --only 03 05 -p EPOCHS 2         # a subset, with parameters
+
+Each notebook is executed with papermill into ``reports/<profile>/<notebook>.ipynb`` and
+rendered to HTML beside it; ``reports/<profile>/index.html`` links them all, with the
+summary table that notebook 06 writes. A failing notebook is reported and the others
+still run; the exit code is non-zero if any failed. Result records accumulate in
+``results/<profile>/``, so re-running never loses earlier results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from helpers.config import NOTEBOOKS, project_root
+
+SUMMARY_NOTEBOOK = "06_results_summary"
+
+
+@dataclass
+class Outcome:
+    notebook: str
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+def parse_value(text: str):
+    """A command-line value as papermill would read it: bool, None, int, float, or text."""
+    if text in ("True", "False"):
+        return text == "True"
+    if text == "None":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def find_notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
+    """The course's notebooks in order, optionally those whose names start with `only`."""
+    paths = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.stem in NOTEBOOKS)
+    if only:
+        paths = [p for p in paths if any(p.stem.startswith(prefix) for prefix in only)]
+    return paths
+
+
+def render_html(notebook: Path) -> Path:
+    """The executed notebook as a standalone HTML page beside it."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    target = notebook.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def execute(notebook: Path, output: Path, parameters: dict, progress: bool = True) -> Outcome:
+    """Run one notebook with papermill; never raises for a failing notebook."""
+    import papermill
+
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output), parameters=parameters, cwd=str(notebook.parent),
+            progress_bar=progress, kernel_name="python3", request_save_on_cell_execute=True,
+        )
+        return Outcome(notebook.stem, True, time.perf_counter() - started)
+    except papermill.PapermillExecutionError as error:
+        message = f"{error.ename}: {error.evalue}".strip()
+        return Outcome(notebook.stem, False, time.perf_counter() - started, message)
+    except Exception as error:  # noqa: BLE001 - a dead kernel or a bad file must not stop the rest
+        return Outcome(notebook.stem, False, time.perf_counter() - started,
+                       f"{type(error).__name__}: {error}")
+
+
+def write_index(folder: Path, profile: str, outcomes: list[Outcome], reports: Path) -> Path:
+    """reports/<profile>/index.html: a link per notebook and the summary table."""
+    rows = []
+    for outcome in outcomes:
+        status = "ok" if outcome.ok else f"failed: {html.escape(outcome.error)}"
+        rows.append(
+            f"<tr><td><a href='{outcome.notebook}.html'>{outcome.notebook}</a></td>"
+            f"<td class='{'ok' if outcome.ok else 'bad'}'>{status}</td>"
+            f"<td>{outcome.seconds:.0f} s</td><td><a href='{outcome.notebook}.ipynb'>ipynb</a></td></tr>"
+        )
+    table = "<p>No summary yet: run notebook 06.</p>"
+    csv = reports / "results.csv"
+    if csv.exists():
+        import pandas as pd
+
+        frame = pd.read_csv(csv)
+        columns = [c for c in ("notebook", "model", "strategy", "profile", "our_value", "article_value",
+                               "difference", "article_metric", "epochs", "trainable_params",
+                               "inference_ms_per_image", "throughput_images_per_s", "device")
+                   if c in frame.columns]
+        frame = frame[frame["profile"] == profile] if "profile" in frame.columns else frame
+        table = frame[columns].to_html(index=False, float_format=lambda v: f"{v:,.4g}",
+                                       na_rep="-", classes="summary", border=0)
+    note = ("Smoke profile: generated sample data and stand-in weights. These numbers show the "
+            "pipeline works; they are not reproductions of the articles."
+            if profile == "smoke" else "Full profile: the articles' settings on the real data.")
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Transfer-learning course: {profile} report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+td, th {{ padding: 0.3rem 0.7rem; border-bottom: 1px solid #ddd; text-align: left; }}
+th {{ background: #f3f3f3; }} .ok {{ color: #1a7f37; }} .bad {{ color: #cf222e; }}
+.note {{ background: #fff8c5; padding: 0.6rem 1rem; border-radius: 4px; }}
+</style></head><body>
+<h1>Transfer-learning course: {profile} report</h1>
+<p class="note">{note}</p>
+<h2>Notebooks</h2>
+<table><tr><th>notebook</th><th>status</th><th>time</th><th>executed</th></tr>
+{''.join(rows)}
+</table>
+<h2>Every run next to its article</h2>
+{table}
+<p>Generated {time.strftime('%Y-%m-%d %H:%M')}. Records: results/{profile}/; table: reports/results.csv.</p>
+</body></html>
+"""
+    target = folder / "index.html"
+    target.write_text(page, encoding="utf-8")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the course notebooks headless with papermill.")
+    parser.add_argument("--profile", choices=("smoke", "full"), default="smoke")
+    parser.add_argument("--only", nargs="*", metavar="PREFIX",
+                        help="run only the notebooks whose names start with these (e.g. 03 05)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="a parameter for every notebook")
+    parser.add_argument("--reports", default=None, help="reports folder (default: reports/)")
+    parser.add_argument("--check-only", action="store_true",
+                        help="full profile: print what is needed and stop")
+    parser.add_argument("--no-check", action="store_true",
+                        help="full profile: run even when something looks missing")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    root = project_root()
+    notebooks = find_notebooks(root / "notebooks", args.only)
+    if not notebooks:
+        print(f"No notebooks match {args.only} in {root / 'notebooks'}.", file=sys.stderr)
+        return 2
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    parameters["PROFILE"] = args.profile
+    reports = Path(args.reports) if args.reports else root / "reports"
+    folder = reports / args.profile
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    if args.profile == "full" and not args.no_check:
+        from helpers import preflight
+
+        data_dir = parameters.get("DATA_DIR")
+        text, ready = preflight.report([p.stem for p in notebooks],
+                                       Path(data_dir) if data_dir else None)
+        print(text, flush=True)
+        if args.check_only:
+            return 0 if ready else 1
+        if not ready:
+            return 1
+        print()
+
+    outcomes = []
+    for index, notebook in enumerate(notebooks, 1):
+        output = folder / notebook.name
+        print(f"[{index}/{len(notebooks)}] {notebook.stem} ({args.profile}) ...", flush=True)
+        params = dict(parameters)
+        if notebook.stem == SUMMARY_NOTEBOOK:
+            params["REPORTS_DIR"] = str(reports)
+        outcome = execute(notebook, output, params, progress=not args.no_progress)
+        if output.exists():
+            try:
+                render_html(output)
+            except Exception as error:  # noqa: BLE001 - a rendering problem is not a run failure
+                print(f"    (HTML not rendered: {error})")
+        mark = "ok" if outcome.ok else f"FAILED - {outcome.error}"
+        print(f"[{index}/{len(notebooks)}] {notebook.stem}: {mark} ({outcome.seconds:.0f} s)", flush=True)
+        outcomes.append(outcome)
+
+    index_page = write_index(folder, args.profile, outcomes, reports)
+    failed = [o for o in outcomes if not o.ok]
+    print(f"\nReport: {index_page}")
+    if failed:
+        print(f"{len(failed)} of {len(outcomes)} notebooks failed:")
+        for outcome in failed:
+            print(f"  {outcome.notebook}: {outcome.error}")
+        return 1
+    print(f"All {len(outcomes)} notebooks ran.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

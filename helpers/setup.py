@@ -1,0 +1,115 @@
+"""The setup cell every notebook opens with: versions, hardware, and short errors.
+
+`check()` prints what the notebook runs on, warns when versions differ from the
+pinned ones in requirements.txt, says whether a GPU was found (and what that means
+for the full profile), and makes the course's own errors show as one sentence
+instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import sys
+from importlib import metadata
+
+from helpers.config import CourseError, project_root
+
+COURSE_REPO = "https://github.com/tl-course/transfer-learning-course"
+PINNED = ("tensorflow", "keras", "tensorflow-datasets", "plotnine", "pandas", "scikit-learn")
+
+
+def pinned_versions() -> dict[str, str]:
+    """Exact pins from requirements.txt (empty when it is not beside the package)."""
+    path = project_root() / "requirements.txt"
+    pins: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            match = re.match(r"^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^\s;#]+)", line)
+            if match:
+                pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def installed_version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def on_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def _short_errors() -> None:
+    """Show CourseError as its one-sentence message; the cell still fails, so papermill stops."""
+    try:
+        ip = get_ipython()  # type: ignore[name-defined]  # noqa: F821
+    except NameError:
+        return
+
+    def show(shell, etype, value, tb, tb_offset=None):
+        short = [f"{etype.__name__}: {value}"]
+        shell._showtraceback(etype, value, short)  # publish it as the cell's error
+        return short
+
+    ip.set_custom_exc((CourseError,), show)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Hide what C++ libraries print on file descriptor 2 (TensorFlow's start-up lines
+    about oneDNN and missing CUDA drivers are written before its log level applies)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def check(profile: str | None = None) -> dict[str, str]:
+    """Print versions and hardware; return them as a dict."""
+    with _quiet_stderr():
+        import keras
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+
+    info = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    pins = pinned_versions()
+    lines = [f"Python {info['python']}, TensorFlow {info['tensorflow']}, Keras {info['keras']}"]
+    differ = []
+    for package in PINNED:
+        have, want = installed_version(package), pins.get(package)
+        if want and have and have != want:
+            differ.append(f"{package} {have} (tested with {want})")
+        elif want and not have:
+            differ.append(f"{package} missing (pip install {package}=={want})")
+    if differ:
+        lines.append("Versions that differ from requirements.txt: " + "; ".join(differ))
+    info["gpus"] = str(len(gpus))
+    if gpus:
+        lines.append(f"GPU: {len(gpus)} found; mixed precision and XLA are on by default.")
+    elif profile == "full":
+        lines.append(
+            "No GPU found: the full profile trains the articles' models on the real data and "
+            "will take hours on a CPU; PROFILE = 'smoke' runs in minutes."
+        )
+    else:
+        lines.append("No GPU found: fine for the smoke profile; the full profile wants a GPU.")
+    if on_colab():
+        lines.append("Running on Google Colab.")
+    print("\n".join(lines))
+    _short_errors()
+    return info

@@ -1,0 +1,103 @@
+"""The result record: every field, written atomically, loaded with invalid files named."""
+
+import json
+
+import pytest
+
+from helpers import config, results
+
+
+def _record(make_settings, **values):
+    s = make_settings()
+    return s, results.new_record(s, "mobilenet_v2", "frozen", test_accuracy=0.9, **values)
+
+
+def test_new_record_has_every_contract_field(make_settings):
+    _, record = _record(make_settings)
+    assert set(results.RECORD_FIELDS) <= set(record)
+    assert record["notebook"] == "05_cats_vs_dogs_feature_extraction" and record["article"] == "004"
+    assert record["profile"] == "smoke" and record["status"] == "ok"
+    with pytest.raises(KeyError, match="Not record fields: accuracy"):
+        results.new_record(make_settings(), "mobilenet_v2", "frozen", accuracy=1)
+
+
+def test_write_is_atomic_and_json_safe(make_settings, tmp_path, monkeypatch):
+    s, record = _record(make_settings, val_loss=float("nan"))
+    path = results.record_path(s, "mobilenet_v2", "layers:5")
+    assert path.name == "mobilenet_v2__layers-5.json"
+    results.write_record(record, path)
+    assert json.loads(path.read_text())["val_loss"] is None
+    before = path.read_text()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # killed mid-write
+
+    monkeypatch.setattr(results.json, "dump", crash)
+    with pytest.raises(KeyboardInterrupt):
+        results.write_record({**record, "test_accuracy": 0.1}, path)
+    assert path.read_text() == before  # the old record is intact
+    monkeypatch.undo()
+    leftovers = [p for p in path.parent.iterdir() if p.name.startswith(".")]
+    records, skipped = results.load_records(path.parent)
+    assert len(records) == 1 and not skipped  # a stray temp file is never read as a record
+    assert all(p.suffix == ".tmp" for p in leftovers)
+
+
+def test_loader_skips_and_names_invalid_files(make_settings, tmp_path):
+    s, record = _record(make_settings)
+    folder = s.results_dir
+    results.write_record(record, folder / "nb" / "good.json")
+    (folder / "nb" / "broken.json").write_text('{"notebook": "05_cats')
+    (folder / "nb" / "list.json").write_text("[1, 2]")
+    (folder / "nb" / "partial.json").write_text(json.dumps({"notebook": "x"}))
+    records, skipped = results.load_records(folder)
+    assert [r["model"] for r in records] == ["mobilenet_v2"]
+    reasons = {p.split("/")[-1]: why for p, why in skipped}
+    assert set(reasons) == {"broken.json", "list.json", "partial.json"}
+    assert "not readable JSON" in reasons["broken.json"]
+    assert "lacks the field(s) article, dataset" in reasons["partial.json"]
+
+
+def test_article_table_has_every_notebooks_headline():
+    table = results.article_results()
+    for notebook in config.NOTEBOOKS:
+        if notebook.startswith("06"):
+            continue
+        assert notebook in set(table["notebook"]), notebook
+    assert len(table[table["notebook"].str.startswith("03")]) == 14
+    row = results.article_result("05_cats_vs_dogs_feature_extraction", "mobilenet_v2", "frozen")
+    assert row["value"] == 0.9818 and row["metric"] == "test_accuracy"
+    assert results.article_result("02_cifar10_resnet50_upsampling_finetune", "resnet50", "from:100")["metric"] == "val_accuracy"
+    assert results.article_result("01_cifar10_resnet50_vs_mobilenet", "mobilenet", "all")["epochs"] == 100
+
+
+def test_summary_puts_each_record_beside_its_article(make_settings):
+    s, record = _record(make_settings, val_accuracy=0.8)
+    other = results.new_record(s, "resnet50", "all", test_accuracy=0.5)
+    table = results.summary_table([record, other])
+    row = table[table["model"] == "mobilenet_v2"].iloc[0]
+    assert row["article_value"] == 0.9818 and row["our_value"] == 0.9
+    assert row["difference"] == pytest.approx(0.9 - 0.9818)
+    assert row["kind"].startswith("smoke run")
+    assert table[table["model"] == "resnet50"]["article_value"].isna().all()
+
+
+def test_existing_record_needs_matching_settings(make_settings):
+    s, record = _record(make_settings, epochs=10)
+    path = results.write_record(record, results.record_path(s, "mobilenet_v2", "frozen"))
+    assert results.existing_record(path, s, epochs=10) is not None
+    assert results.existing_record(path, s, epochs=3) is None
+    bigger = make_settings(image_size=96)
+    assert results.existing_record(path, bigger, epochs=10) is None
+
+
+def test_check_record_wants_every_field_and_above_chance(make_settings):
+    s, record = _record(make_settings)
+    path = results.write_record(record, results.record_path(s, "mobilenet_v2", "frozen"))
+    with pytest.raises(AssertionError, match="has no value for"):
+        results.check_record(path)
+    full = {k: 1 for k in results.RECORD_FIELDS} | {"status": "ok", "title": "t", "test_accuracy": 0.55}
+    results.write_record(full, path)
+    with pytest.raises(AssertionError, match="not clearly above chance"):
+        results.check_record(path, num_classes=2, profile="smoke")
+    assert results.check_record(path, num_classes=2, profile="full")["test_accuracy"] == 0.55
