@@ -48,6 +48,13 @@ def cache_dir() -> Path:
     return path
 
 
+def reports_dir(value: Any = None) -> Path:
+    """Where reports go: the given folder, $NB_REPORTS_DIR, or reports/ in the checkout."""
+    path = Path(value or os.environ.get("NB_REPORTS_DIR") or project_root() / "reports")
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
 def offline() -> bool:
     """True when downloads must not even be tried ($COURSE_OFFLINE=1)."""
     return os.environ.get("COURSE_OFFLINE", "") not in ("", "0", "false", "False")

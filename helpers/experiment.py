@@ -69,6 +69,7 @@ def run_config(
     build: dict | None = None,
     share_first_phase: bool = False,
     reuse_records: bool = False,
+    variant: str | None = None,
     measure_size: bool = False,
     verbose: int = 2,
     callbacks: list | None = None,
@@ -80,9 +81,10 @@ def run_config(
     With `share_first_phase`, configurations of the same model that differ only in
     what they fine-tune reuse one first phase (it is identical for all of them).
     With `reuse_records`, a configuration whose record exists with the same settings
-    is not trained again (unless ``settings.redo``); its record and history are returned."""
+    is not trained again (unless ``settings.redo``); its record and history are returned.
+    A `variant` names a second run of the same model and strategy (its own record file)."""
     build = dict(build or {})
-    path = results.record_path(settings, model, plan.strategy)
+    path = results.record_path(settings, model, plan.strategy, variant)
     expected = {"epochs": plan.epochs, "fine_tune_epochs": plan.fine_tune_epochs if plan.fine_tunes else 0}
     if reuse_records and not settings.redo:
         found = results.existing_record(path, settings, **expected)
@@ -90,7 +92,7 @@ def run_config(
             print(f"{model} / {plan.strategy}: record exists, skipped (REDO = True runs it again)")
             return Run(found, History.from_dict(found.get("history")), reused=True)
 
-    label = f"{model} / {plan.strategy}"
+    label = f"{model} / {plan.strategy}" + (f" ({variant})" if variant else "")
     workdir = settings.record_dir / ".work" / path.stem
     shared = settings.record_dir / ".work" / f"{model}__first-phase-{_first_phase_key(settings, model, plan, build)}"
     if share_first_phase:
@@ -106,7 +108,8 @@ def run_config(
     record = results.new_record(
         settings, model, plan.strategy,
         dataset=data.name,
-        title=f"{models.backbone(model).title} / {plan.strategy}",
+        title=f"{models.backbone(model).title} / {plan.strategy}" + (f" ({variant})" if variant else ""),
+        variant=variant,
         epochs=plan.epochs,
         fine_tune_epochs=plan.fine_tune_epochs if plan.fine_tunes else 0,
         optimizer=plan.optimizer_label(),

@@ -108,3 +108,30 @@ def trainable_layer_names(base: keras.Model) -> list[str]:
     if not base.trainable:
         return []
     return [layer.name for layer in base.layers if layer.trainable]
+
+
+def describe_strategies(name: str, strategies, num_classes: int, image_size: int = 32):
+    """What each strategy makes trainable on a backbone with a GAP + Dense head: how many
+    layers and blocks, from which layer on, and the trainable parameter count. Built with
+    random weights at a small size: the counts do not depend on either."""
+    import pandas as pd
+
+    from helpers.models import build_classifier
+
+    classifier = build_classifier(name, image_size, num_classes, weights=None)
+    groups = blocks(classifier.base, name)
+    block_of = {id(layer): block for block, members in groups.items() for layer in members}
+    rows = []
+    for strategy in strategies:
+        names = apply_strategy(classifier.base, name, strategy)
+        chosen = [layer for layer in classifier.base.layers if layer.name in set(names)]
+        rows.append({
+            "model": name,
+            "strategy": strategy,
+            "layers": len(chosen),
+            "with weights": sum(1 for layer in chosen if layer.weights),
+            "blocks touched": len({block_of[id(layer)] for layer in chosen if id(layer) in block_of}),
+            "first trainable layer": chosen[0].name if chosen else "-",
+            "trainable params": trainable_params(classifier.model),
+        })
+    return pd.DataFrame(rows)

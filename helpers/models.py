@@ -36,6 +36,35 @@ class CaffePreprocess(keras.layers.Layer):
         return bgr - keras.ops.convert_to_tensor(self.MEAN_BGR, dtype=bgr.dtype)
 
 
+@keras.saving.register_keras_serializable(package="helpers")
+class InferenceMode(keras.layers.Layer):
+    """Calls the wrapped backbone with ``training=False``, always.
+
+    In Keras 3 a ``training=False`` given while building a functional model is overridden
+    by ``fit``'s ``training=True`` (keras-team/keras#20285), so unfrozen BatchNorm layers
+    would switch to batch statistics and overwrite their pre-trained moving averages. This
+    wrapper restores the intended behaviour: unfrozen BatchNorm layers learn their scale and
+    offset, but normalize with the statistics learned in pre-training."""
+
+    def __init__(self, inner: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = inner
+
+    def call(self, inputs, training=None):
+        return self.inner(inputs, training=False)
+
+    def compute_output_shape(self, input_shape):
+        return self.inner.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "inner": keras.saving.serialize_keras_object(self.inner)}
+
+    @classmethod
+    def from_config(cls, config):
+        inner = keras.saving.deserialize_keras_object(config.pop("inner"))
+        return cls(inner, **config)
+
+
 def _tf_preprocess() -> keras.layers.Layer:
     """MobileNet's `preprocess_input` as a layer: 0-255 to [-1, 1]."""
     return keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")
@@ -261,7 +290,7 @@ def build_classifier(
     preprocess = spec.preprocess_layer()
     if preprocess is not None:
         x = preprocess(x)
-    x = base(x, training=False)  # BatchNorm stays in inference mode, even when unfrozen
+    x = InferenceMode(base, name=f"{name}_base")(x)  # base(x, training=False), even under fit
     if pooling == "avg":
         pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     elif pooling == "flatten":

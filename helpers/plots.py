@@ -150,7 +150,8 @@ def tradeoff(table: pd.DataFrame, x: str = "inference_ms_per_image", y: str = "t
              label: str = "title", colour: str | None = None, title: str = "",
              x_title: str = "Batch-1 latency (ms per image)", y_title: str = "Test accuracy",
              log_x: bool = False):
-    """A scatter of runs with the Pareto front (best `y` for the `x` spent) as a step line."""
+    """A scatter of runs with the Pareto front (best `y` for the `x` spent) as a step line;
+    the runs on the front are labelled."""
     frame = table.dropna(subset=[x, y]).copy()
     frame["pareto"] = pareto_front(frame, x, y)
     front = frame[frame["pareto"]].sort_values(x)
@@ -159,7 +160,7 @@ def tradeoff(table: pd.DataFrame, x: str = "inference_ms_per_image", y: str = "t
         ggplot(frame, aes(x, y))
         + geom_step(data=front, color="#999999", linetype="dashed", direction="hv")
         + geom_point(aes(color=colour), size=3)
-        + geom_text(aes(label=label), size=7, nudge_y=0.012, va="bottom")
+        + geom_text(aes(label=label), data=front, size=7, nudge_y=0.012, va="bottom")
         + scale_color_manual(values=PALETTE * 4, name="")
         + labs(title=title, x=x_title, y=y_title)
         + theme_minimal()
@@ -212,3 +213,28 @@ def ours_vs_article(table: pd.DataFrame, title: str = "Our accuracy against the 
     from plotnine import coord_cartesian
 
     return plot + coord_cartesian(xlim=(low, 1), ylim=(low, 1))
+
+
+def strategy_family(strategy: str) -> str:
+    """'blocks:4' -> 'blocks'; 'frozen' -> 'frozen'."""
+    return str(strategy).split(":")[0]
+
+
+def accuracy_vs_params(table: pd.DataFrame, y: str = "test_accuracy", label: str | None = "strategy",
+                       title: str = "Test accuracy against trainable parameters"):
+    """One point per run: trainable parameters (log scale) against accuracy, coloured by
+    model, shaped by strategy family (frozen, last layers, last blocks)."""
+    frame = table.dropna(subset=["trainable_params", y]).copy()
+    frame["family"] = frame["strategy"].map(strategy_family)
+    plot = ggplot(frame, aes("trainable_params", y, color="model", shape="family")) + geom_point(size=3.5)
+    if label:
+        plot += geom_text(aes(label=label), size=7, nudge_y=0.008, va="bottom", show_legend=False)
+    return (
+        plot
+        + scale_x_log10()
+        + scale_color_manual(values=PALETTE, name="model")
+        + labs(title=title, x="Trainable parameters (log scale)", y=y.replace("_", " "),
+               shape="strategy")
+        + theme_minimal()
+        + _size(10, 5)
+    )

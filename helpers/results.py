@@ -29,6 +29,7 @@ RECORD_FIELDS = (
 EXTRA_FIELDS = (
     "status", "error", "split_fingerprint", "fine_tune_learning_rate", "limit", "weights",
     "history", "resumed_epochs", "cached_features", "model_size_mb", "class_names", "title",
+    "variant",
 )
 
 NOTEBOOK_ARTICLE = {
@@ -130,9 +131,11 @@ def git_commit() -> str:
         return "unknown"
 
 
-def record_path(settings: Settings, model: str, strategy: str) -> Path:
-    """Where one configuration's record lives (':' is not allowed in every file system)."""
-    return settings.record_dir / f"{model}__{strategy.replace(':', '-')}.json"
+def record_path(settings: Settings, model: str, strategy: str, variant: str | None = None) -> Path:
+    """Where one configuration's record lives (':' is not allowed in every file system).
+    A `variant` (e.g. "equal-epochs") keeps a second run of the same model and strategy."""
+    suffix = f"__{variant}" if variant else ""
+    return settings.record_dir / f"{model}__{strategy.replace(':', '-')}{suffix}.json"
 
 
 def new_record(settings: Settings, model: str, strategy: str, **values: Any) -> dict:
@@ -307,3 +310,70 @@ def check_record(path: Path, *, num_classes: int | None = None, profile: str | N
             f"chance ({chance:.2f}) on the learnable sample data; expected at least {floor:.2f}"
         )
     return record
+
+
+ARTICLE_COLUMNS = ("train_accuracy", "train_loss", "val_accuracy", "val_loss", "test_accuracy",
+                   "trainable_params", "inference_ms_per_image")
+
+
+def side_by_side(records: list[dict], columns: tuple[str, ...] = ARTICLE_COLUMNS):
+    """Ours and the article's value for each column the article reported, per configuration
+    (columns: a (metric, "ours" / "article") MultiIndex)."""
+    import pandas as pd
+
+    rows = []
+    for record in records:
+        article = article_result(record["notebook"], record["model"], record["strategy"]) or {}
+        reported = dict(article)
+        if article.get("metric"):
+            reported[article["metric"]] = article["value"]
+        row = {("", "model"): record["model"], ("", "strategy"): record["strategy"]}
+        for column in columns:
+            row[(column, "ours")] = record.get(column)
+            row[(column, "article")] = reported.get(column)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table
+
+
+SUMMARY_COLUMNS = {
+    "notebook": "notebook", "model": "model", "strategy": "strategy", "variant": "variant",
+    "kind": "profile", "our_value": "ours", "article_value": "article", "difference": "difference",
+    "article_metric": "metric", "epochs": "epochs", "fine_tune_epochs": "fine-tune epochs",
+    "trainable_params": "trainable params", "inference_ms_per_image": "ms / image",
+    "throughput_images_per_s": "images / s", "device": "device",
+}
+
+
+def summary_for_readers(table):
+    """The summary table with reader-facing column names, rounded."""
+    shown = table[[c for c in SUMMARY_COLUMNS if c in table.columns]].rename(columns=SUMMARY_COLUMNS)
+    return shown.round({"ours": 4, "article": 4, "difference": 4, "ms / image": 2, "images / s": 1})
+
+
+def to_markdown(table) -> str:
+    """A DataFrame as a GitHub Markdown table (no extra dependency)."""
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "-"
+        if isinstance(value, float):
+            return f"{value:,.4g}"
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def write_summary(table, folder: Path) -> tuple[Path, Path]:
+    """reports/results.csv (every column) and reports/results.md (the readers' table)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = folder / "results.csv", folder / "results.md"
+    tmp = folder / f".results.{os.getpid()}.csv"
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, csv_path)
+    md_path.write_text(to_markdown(summary_for_readers(table)))
+    return csv_path, md_path

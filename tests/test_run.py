@@ -1,0 +1,74 @@
+"""The runner: every notebook runs even when one fails; failures are reported; an index links all."""
+
+import json
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
+from helpers import run
+
+
+def _notebook(path, body):
+    nb = new_notebook()
+    params = new_code_cell('PROFILE = "full"\nGREETING = "hello"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_a_failing_notebook_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "03_tf_flowers_unfreezing_strategies.ipynb",
+              'raise ValueError("this notebook is broken on purpose")')
+    _notebook(notebooks / "05_cats_vs_dogs_feature_extraction.ipynb",
+              'print(f"{GREETING} from {PROFILE}")')
+    _notebook(notebooks / "99_not_part_of_the_course.ipynb", "print('never run')")
+    monkeypatch.setenv("COURSE_ROOT", str(tmp_path))
+
+    code = run.main(["--profile", "smoke", "--no-progress", "-p", "GREETING", "hi"])
+
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "[1/2] 03_tf_flowers_unfreezing_strategies: FAILED - ValueError: this notebook is broken on purpose" in out
+    assert "[2/2] 05_cats_vs_dogs_feature_extraction: ok" in out
+    assert "1 of 2 notebooks failed" in out
+    folder = tmp_path / "reports" / "smoke"
+    executed = nbformat.read(folder / "05_cats_vs_dogs_feature_extraction.ipynb", 4)
+    printed = [o["text"] for c in executed.cells for o in c.get("outputs", []) if o.get("name") == "stdout"]
+    assert printed == ["hi from smoke\n"]  # the parameters were injected
+    for stem in ("03_tf_flowers_unfreezing_strategies", "05_cats_vs_dogs_feature_extraction"):
+        assert (folder / f"{stem}.html").stat().st_size > 1000
+    index = (folder / "index.html").read_text()
+    assert "05_cats_vs_dogs_feature_extraction.html" in index
+    assert "failed: ValueError: this notebook is broken on purpose" in index
+    assert "99_not_part" not in index
+
+
+def test_only_runs_a_subset_and_an_empty_match_is_an_error(tmp_path, monkeypatch, capsys):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "05_cats_vs_dogs_feature_extraction.ipynb", "x = 1")
+    monkeypatch.setenv("COURSE_ROOT", str(tmp_path))
+    assert run.main(["--only", "02", "--no-progress"]) == 2
+    assert run.main(["--only", "05", "--no-progress"]) == 0
+    assert "All 1 notebooks ran." in capsys.readouterr().out
+
+
+def test_index_shows_the_profiles_summary_rows(tmp_path):
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "results.csv").write_text(
+        "notebook,model,strategy,profile,our_value,article_value\n"
+        "05_cats_vs_dogs_feature_extraction,mobilenet_v2,frozen,smoke,0.95,0.9818\n"
+        "05_cats_vs_dogs_feature_extraction,mobilenet_v2,frozen,full,0.97,0.9818\n"
+    )
+    page = run.write_index(tmp_path / "smoke", "smoke",
+                           [run.Outcome("05_cats_vs_dogs_feature_extraction", True, 12.0)], tmp_path).read_text()
+    assert "0.95" in page and "0.97" not in page
+    assert "not reproductions of the articles" in page
+
+
+def test_command_line_values_are_read_like_papermill():
+    assert [run.parse_value(v) for v in ("3", "0.5", "True", "None", "resnet50")] == [3, 0.5, True, None, "resnet50"]
+    assert json.loads(json.dumps(run.parse_value('["a"]'))) == '["a"]'  # lists stay text for config to read
