@@ -120,29 +120,34 @@ def _input_shape(model: keras.Model) -> tuple[int, ...]:
     return tuple(int(d) for d in model.input_shape[1:])
 
 
-def latency_ms(model: keras.Model, *, repeats: int = 50, warmup: int = 5) -> float:
-    """Median milliseconds of one batch-1 call of the compiled model, after warm-up."""
+def latency_ms(model: keras.Model, *, repeats: int = 100, warmup: int = 5,
+               max_seconds: float = 1.5) -> float:
+    """Median milliseconds of one batch-1 call of the compiled model, after warm-up:
+    `repeats` calls, or as many as fit in `max_seconds` (at least 5)."""
     infer = inference_function(model)
     x = tf.random.uniform((1, *_input_shape(model)), 0, 255, seed=0)
     for _ in range(warmup):
         infer(x).numpy()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats and (len(times) < 5 or sum(times) < max_seconds):
         start = time.perf_counter()
         infer(x).numpy()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
 
 
-def throughput(model: keras.Model, *, batch_size: int = 64, repeats: int = 3) -> float:
-    """Images per second at a large batch, after one warm-up call."""
+def throughput(model: keras.Model, *, batch_size: int = 64, repeats: int = 10,
+               max_seconds: float = 2.0) -> float:
+    """Images per second at a large batch: after one warm-up call, `repeats` calls or as
+    many as fit in `max_seconds` (at least one)."""
     infer = inference_function(model)
     x = tf.random.uniform((batch_size, *_input_shape(model)), 0, 255, seed=0)
     infer(x).numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
+    done, start = 0, time.perf_counter()
+    while done < repeats and (done == 0 or time.perf_counter() - start < max_seconds):
         infer(x).numpy()
-    return batch_size * repeats / (time.perf_counter() - start)
+        done += 1
+    return batch_size * done / (time.perf_counter() - start)
 
 
 def model_size_mb(model: keras.Model) -> float:

@@ -59,6 +59,19 @@ def _share_first_phase(shared: Path, workdir: Path, direction: str) -> None:
             shutil.copy2(source / name, target / name)
 
 
+def new_classifier(settings: Settings, data: ImageData, device: Device, model: str,
+                   build: dict | None = None) -> Classifier:
+    """The classifier of one configuration, seeded and built under the device's strategy."""
+    build = dict(build or {})
+    upsample = build.get("upsample", 1)
+    keras.utils.set_random_seed(settings.seed)
+    with device.strategy.scope():
+        return models.build_classifier(
+            model, settings.image_size, data.num_classes, weights=settings.weights,
+            input_size=settings.image_size // upsample, **build,
+        )
+
+
 def run_config(
     settings: Settings,
     data: ImageData,
@@ -68,6 +81,7 @@ def run_config(
     plan: TrainPlan,
     build: dict | None = None,
     share_first_phase: bool = False,
+    classifier: Classifier | None = None,
     reuse_records: bool = False,
     variant: str | None = None,
     measure_size: bool = False,
@@ -79,7 +93,9 @@ def run_config(
     `build` holds the keyword arguments of `models.build_classifier` beyond the
     backbone, size and classes (pooling, hidden, dropout, augmentation, upsample).
     With `share_first_phase`, configurations of the same model that differ only in
-    what they fine-tune reuse one first phase (it is identical for all of them).
+    what they fine-tune reuse one first phase (it is identical for all of them); pass
+    the same `classifier` (from `new_classifier`) to each of them to also skip rebuilding the model
+    and re-tracing its inference function: every run starts from the shared first phase.
     With `reuse_records`, a configuration whose record exists with the same settings
     is not trained again (unless ``settings.redo``); its record and history are returned.
     A `variant` names a second run of the same model and strategy (its own record file)."""
@@ -98,13 +114,10 @@ def run_config(
     if share_first_phase:
         _share_first_phase(shared, workdir, "in")
 
-    keras.utils.set_random_seed(settings.seed)
-    upsample = build.get("upsample", 1)
-    with device.strategy.scope():
-        classifier = models.build_classifier(
-            model, settings.image_size, data.num_classes, weights=settings.weights,
-            input_size=settings.image_size // upsample, **build,
-        )
+    if classifier is None:
+        classifier = new_classifier(settings, data, device, model, build)
+    elif share_first_phase:
+        keras.utils.set_random_seed(settings.seed)
     record = results.new_record(
         settings, model, plan.strategy,
         dataset=data.name,
@@ -135,9 +148,9 @@ def run_config(
         _share_first_phase(shared, workdir, "out")
 
     final = history.final()
+    throughput_batch = 128 if device.gpus else 32  # "large" for the device
     test = evaluate.predict(classifier.model, data.test, settings.batch_size)
     val = evaluate.predict(classifier.model, data.val, settings.batch_size)
-    quick = settings.profile == "smoke"
     record.update(
         train_accuracy=final.get("accuracy"),
         train_loss=final.get("loss"),
@@ -148,9 +161,9 @@ def run_config(
         trainable_params=finetune.trainable_params(classifier.model),
         total_params=finetune.total_params(classifier.model),
         train_seconds=history.seconds,
-        inference_ms_per_image=evaluate.latency_ms(classifier.model, repeats=15 if quick else 100),
-        throughput_images_per_s=evaluate.throughput(
-            classifier.model, batch_size=32 if quick else 128, repeats=2 if quick else 5),
+        inference_ms_per_image=evaluate.latency_ms(classifier.model),
+        throughput_images_per_s=evaluate.throughput(classifier.model, batch_size=throughput_batch),
+        throughput_batch_size=throughput_batch,
         model_size_mb=evaluate.model_size_mb(classifier.model) if measure_size else None,
         history=history.to_dict(),
         resumed_epochs=history.resumed_epochs,

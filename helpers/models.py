@@ -9,6 +9,7 @@ input -> [augmentation] -> [upsampling] -> preprocessing -> base(training=False)
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from collections.abc import Callable
@@ -162,6 +163,14 @@ def standin_weights(name: str, *, images: int = 1000, epochs: int = 4, verbose: 
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits, then finds the file
+        if not path.exists():
+            _train_standin(spec, path, images, epochs, verbose)
+    return path
+
+
+def _train_standin(spec: Backbone, path: Path, images: int, epochs: int, verbose: int) -> None:
     print(f"Making stand-in weights for {spec.title} (once per machine, up to 2 minutes)...")
     keras.utils.set_random_seed(1234)
     x, y = data_module.source_task(images, STANDIN_SIZE)
@@ -182,7 +191,6 @@ def standin_weights(name: str, *, images: int = 1000, epochs: int = 4, verbose: 
     tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
     base.save_weights(tmp)
     os.replace(tmp, path)
-    return path
 
 
 def reset_batchnorm_statistics(model: keras.Model, base: keras.Model, images: np.ndarray) -> None:

@@ -29,7 +29,7 @@ RECORD_FIELDS = (
 EXTRA_FIELDS = (
     "status", "error", "split_fingerprint", "fine_tune_learning_rate", "limit", "weights",
     "history", "resumed_epochs", "cached_features", "model_size_mb", "class_names", "title",
-    "variant",
+    "variant", "throughput_batch_size",
 )
 
 NOTEBOOK_ARTICLE = {

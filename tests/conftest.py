@@ -58,3 +58,35 @@ def class_folder(tmp_path):
         return root
 
     return make
+
+
+def write_cifar_batches(folder, per_batch=20):
+    """A miniature CIFAR-10 in the official python format: five pickled training batches,
+    a test batch and batches.meta, images stored as rows of 3x32x32 uint8."""
+    import pickle
+
+    from helpers.data import CIFAR10_CLASSES
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = list(np.arange(per_batch) % 10)
+        images = np.stack([np.full((3, 32, 32), 20 * k, np.uint8) for k in labels])
+        images[:, 0, 0, 0] = rng.integers(0, 255, per_batch)
+        batch = {b"data": images.reshape(per_batch, -1), b"labels": labels, b"batch_label": name.encode()}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(batch, handle)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({b"label_names": [c.encode() for c in CIFAR10_CLASSES]}, handle)
+    return folder
+
+
+def write_image_tree(root, classes, per_class, seed=0):
+    """Real JPEG files of varied sizes, one subfolder per class, each class its own colour."""
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(classes):
+        colour = np.array([(50 * k) % 256, (90 + 70 * k) % 256, (200 - 40 * k) % 256])
+        for i in range(per_class):
+            size = (int(rng.integers(60, 200)), int(rng.integers(60, 200)))
+            write_jpeg(root / name / f"{name}.{i}.jpg", tuple(int(c) for c in colour), size=size)
+    return root

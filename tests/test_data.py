@@ -1,11 +1,10 @@
 """Data: broken and odd files, seeded splits without overlap, sources and their errors."""
 
-import pickle
 import tarfile
 
 import numpy as np
 import pytest
-from conftest import jpeg_bytes, write_jpeg
+from conftest import jpeg_bytes, write_cifar_batches, write_jpeg
 from PIL import Image
 
 from helpers import data
@@ -193,22 +192,8 @@ def test_sample_folders_are_generated_once_and_learnable(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- CIFAR-10
 
 
-def _write_cifar(folder, per_batch=20):
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        labels = list(np.arange(per_batch) % 10)
-        images = np.stack([np.full((3, 32, 32), 20 * k, np.uint8) for k in labels])
-        images[:, 0, 0, 0] = rng.integers(0, 255, per_batch)
-        batch = {b"data": images.reshape(per_batch, -1), b"labels": labels, b"batch_label": name.encode()}
-        with open(folder / name, "wb") as handle:
-            pickle.dump(batch, handle)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({b"label_names": [c.encode() for c in data.CIFAR10_CLASSES]}, handle)
-
-
 def test_cifar10_reads_the_official_folder_and_archive(tmp_path):
-    _write_cifar(tmp_path / "cifar-10-batches-py")
+    write_cifar_batches(tmp_path / "cifar-10-batches-py")
     (x_train, y_train), (x_test, y_test) = data.read_cifar10(tmp_path / "cifar-10-batches-py")
     assert x_train.shape == (100, 32, 32, 3) and x_test.shape == (20, 32, 32, 3)
     assert int(x_train[3, 5, 5, 1]) == 60 and int(y_train[3]) == 3  # channels-last, label kept
@@ -225,7 +210,7 @@ def test_cifar10_reads_the_official_folder_and_archive(tmp_path):
     ("02_cifar10_resnet50_upsampling_finetune", 0.1),
 ])
 def test_cifar10_validation_split_per_article(make_settings, tmp_path, notebook, fraction):
-    _write_cifar(tmp_path / "cifar-10-batches-py", per_batch=40)
+    write_cifar_batches(tmp_path / "cifar-10-batches-py", per_batch=40)
     s = make_settings(notebook, data_dir=tmp_path, batch_size=8)
     d = data.load_cifar10(s, val_fraction=fraction)
     assert d.size("val") == round(200 * fraction) and d.size("train") == 200 - round(200 * fraction)
