@@ -156,7 +156,7 @@ PROFILES: dict[str, dict[str, Profile]] = {
         "full": Profile(("mobilenet_v2", "efficientnetv2_b0"),
                         {"mobilenet_v2": 10, "efficientnetv2_b0": 25}, 0, 32, 224, "imagenet"),
         "smoke": Profile(("mobilenet_v2", "efficientnetv2_b0"),
-                         {"mobilenet_v2": 8, "efficientnetv2_b0": 8}, 0, 32, 64, "standin"),
+                         {"mobilenet_v2": 4, "efficientnetv2_b0": 10}, 0, 32, 64, "standin"),
     },
     "05_cats_vs_dogs_feature_extraction": {
         "full": Profile(("mobilenet_v2",), {"mobilenet_v2": 10}, 0, 32, 160, "imagenet"),

@@ -156,3 +156,20 @@ def model_size_mb(model: keras.Model) -> float:
         path = os.path.join(folder, "model.keras")
         model.save(path)
         return os.path.getsize(path) / 2**20
+
+
+def mcnemar(first: Predictions, second: Predictions) -> dict[str, float]:
+    """Compare two models image by image on the same test set: how many images only one of
+    them gets right, and McNemar's exact p-value (could a fair coin split them so unevenly?)."""
+    from scipy.stats import binomtest
+
+    if not np.array_equal(first.y_true, second.y_true):
+        raise ValueError("McNemar's test needs both models' predictions on the same images.")
+    a = first.y_pred == first.y_true
+    b = second.y_pred == second.y_true
+    only_first, only_second = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    disagree = only_first + only_second
+    p = binomtest(min(only_first, only_second), disagree, 0.5).pvalue if disagree else 1.0
+    return {"images": len(a), "both right": int(np.sum(a & b)), "only first right": only_first,
+            "only second right": only_second, "both wrong": int(np.sum(~a & ~b)),
+            "p_value": float(p)}

@@ -162,13 +162,13 @@ def tradeoff(table: pd.DataFrame, x: str = "inference_ms_per_image", y: str = "t
         + geom_point(aes(color=colour), size=3)
         + geom_text(aes(label=label), data=front, size=7, nudge_y=0.012, va="bottom")
         + scale_color_manual(values=PALETTE * 4, name="")
-        + labs(title=title, x=x_title, y=y_title)
+        + labs(title=title, x=x_title, y=y_title, color="")
         + theme_minimal()
         + theme(legend_position="bottom")
         + _size(9, 5)
     )
-    if log_x:
-        plot += scale_x_log10()
+    # room at both ends, so labels of the first and last points are not cut off
+    plot += scale_x_log10(expand=(0.25, 0)) if log_x else scale_x_continuous(expand=(0.25, 0))
     return plot
 
 

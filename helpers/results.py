@@ -261,10 +261,17 @@ def summary_table(records: list[dict]):
         ours.append(row.get(metric))
     merged["our_value"] = pd.to_numeric(pd.Series(ours, index=merged.index), errors="coerce")
     merged["difference"] = merged["our_value"] - pd.to_numeric(merged["article_value"], errors="coerce")
-    merged["kind"] = merged["profile"].map(
-        lambda p: "reproduction" if p == "full" else "smoke run (sample data, not a reproduction)"
-    )
+    merged["kind"] = [run_kind(p, w) for p, w in zip(merged["profile"], merged["weights"])]
     return merged
+
+
+def run_kind(profile: str, weights: str | None) -> str:
+    """How to read a run: only the full profile with ImageNet weights reproduces an article."""
+    if profile == "full" and weights == "imagenet":
+        return "reproduction"
+    if profile == "full":
+        return f"full settings, {weights or 'random'} weights (not a reproduction)"
+    return "smoke run (sample data, not a reproduction)"
 
 
 COMPARISON_COLUMNS = {
@@ -274,6 +281,7 @@ COMPARISON_COLUMNS = {
     "article_value": "article",
     "difference": "difference",
     "article_metric": "article reported",
+    "article_epochs": "article epochs",
     "epochs": "epochs",
     "fine_tune_epochs": "fine-tune epochs",
     "trainable_params": "trainable params",
