@@ -137,7 +137,7 @@ PROFILES: dict[str, dict[str, Profile]] = {
     "01_cifar10_resnet50_vs_mobilenet": {
         "full": Profile(("resnet50", "mobilenet"), {"resnet50": 30, "mobilenet": 100}, 0, 100, 32,
                         "imagenet", strategies=("all",)),
-        "smoke": Profile(("resnet50", "mobilenet"), {"resnet50": 3, "mobilenet": 3}, 0, 50, 32,
+        "smoke": Profile(("resnet50", "mobilenet"), {"resnet50": 3, "mobilenet": 8}, 0, 50, 32,
                          "standin", strategies=("all",)),
     },
     "02_cifar10_resnet50_upsampling_finetune": {

@@ -105,7 +105,10 @@ def per_class_report(predictions: Predictions, class_names: list[str]):
         predictions.y_true, predictions.y_pred, labels=list(range(len(class_names))),
         target_names=class_names, output_dict=True, zero_division=0,
     )
-    return pd.DataFrame(report).T.round(3)
+    report.pop("accuracy", None)  # a single number, not a row of per-class figures
+    table = pd.DataFrame(report).T
+    table["support"] = table["support"].astype(int)
+    return table.round(3)
 
 
 def misclassified(predictions: Predictions) -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from helpers import data as data_module
 from helpers.config import BACKBONES as FACTS
@@ -148,45 +149,80 @@ def check_raw_pixels(images) -> None:
 
 # ---------------------------------------------------------------- stand-in weights
 
-STANDIN_VERSION = "v2"
+STANDIN_VERSION = "v3"
 STANDIN_SIZE = 64
 
 
-def standin_weights(name: str, *, images: int = 1000, epochs: int = 4, verbose: int = 0) -> Path:
-    """Offline stand-in for ImageNet weights: the backbone trained briefly on a generated
-    source task (`data.source_task`), then its BatchNorm moving statistics reset on that
-    data (a few epochs leave them near their initial values, which would starve a frozen
-    base of signal). Made once per machine and cached, so every smoke run is a small but
-    real transfer-learning experiment."""
+def standin_weights(name: str, image_size: int = STANDIN_SIZE, *, images: int = 1000,
+                    epochs: int = 4, verbose: int = 0) -> Path:
+    """Offline stand-in for ImageNet weights: the backbone trained briefly at 64x64 on a
+    generated source task (`data.source_task`), then its BatchNorm moving statistics reset on
+    that data (a few epochs leave them near their initial values, which would starve a frozen
+    base of signal). For another input size the statistics are re-estimated at that size
+    (at 32x32 the 64x64 ones leave much of MobileNet's output dead). Made once per machine
+    and size, and cached, so every smoke run is a small but real transfer experiment."""
     spec = backbone(name)
-    path = cache_dir() / "weights" / f"{name}-standin-{STANDIN_VERSION}.weights.h5"
+    folder = cache_dir() / "weights"
+    base_path = folder / f"{name}-standin-{STANDIN_VERSION}.weights.h5"
+    path = base_path if image_size == STANDIN_SIZE else folder / (
+        f"{name}-standin-{STANDIN_VERSION}-{image_size}px.weights.h5")
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits, then finds the file
         if not path.exists():
-            _train_standin(spec, path, images, epochs, verbose)
+            if path == base_path:
+                _train_standin(spec, path, images, epochs, verbose)
+            else:
+                _calibrate_standin(spec, standin_weights(name), path, image_size)
     return path
+
+
+def _standin_model(spec: Backbone, size: int) -> tuple[keras.Model, keras.Model]:
+    base = spec.constructor(include_top=False, weights=None, input_shape=(size, size, 3))
+    inputs = keras.Input((size, size, 3))
+    features = inputs
+    layer = spec.preprocess_layer()
+    if layer is not None:
+        features = layer(features)
+    features = keras.layers.GlobalAveragePooling2D()(base(features))
+    return keras.Model(inputs, keras.layers.Dense(10)(features)), base
+
+
+def _fit_source_task(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int,
+                     verbose: int) -> None:
+    """Adam at 1e-3 on the source task, batches of 32, shuffled with a fixed seed."""
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ds = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y))
+    ds = ds.shuffle(len(x), seed=1234).batch(32).prefetch(tf.data.AUTOTUNE)
+    model.fit(ds, epochs=epochs, verbose=verbose, shuffle=False)
 
 
 def _train_standin(spec: Backbone, path: Path, images: int, epochs: int, verbose: int) -> None:
     print(f"Making stand-in weights for {spec.title} (once per machine, up to 2 minutes)...")
     keras.utils.set_random_seed(1234)
     x, y = data_module.source_task(images, STANDIN_SIZE)
-    base = spec.constructor(include_top=False, weights=None, input_shape=(STANDIN_SIZE,) * 2 + (3,))
-    inputs = keras.Input((STANDIN_SIZE, STANDIN_SIZE, 3))
-    features = inputs
-    layer = spec.preprocess_layer()
-    if layer is not None:
-        features = layer(features)
-    features = keras.layers.GlobalAveragePooling2D()(base(features))
-    model = keras.Model(inputs, keras.layers.Dense(10)(features))
-    model.compile(
-        keras.optimizers.Adam(1e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    model.fit(x.astype("float32"), y, batch_size=32, epochs=epochs, verbose=verbose)
+    model, base = _standin_model(spec, STANDIN_SIZE)
+    _fit_source_task(model, x, y, epochs, verbose)
+    reset_batchnorm_statistics(model, base, x[:256].astype("float32"))
+    tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
+    base.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def _calibrate_standin(spec: Backbone, source: Path, path: Path, size: int, images: int = 1000,
+                       epochs: int = 2) -> None:
+    """The 64x64 stand-in weights adapted to `size`: a short training on the source task at
+    that size, then BatchNorm statistics re-estimated there."""
+    print(f"Adapting {spec.title}'s stand-in weights to {size}x{size} (once per machine)...")
+    keras.utils.set_random_seed(1234)
+    x, y = data_module.source_task(images, size)
+    model, base = _standin_model(spec, size)
+    base.load_weights(source)
+    reset_batchnorm_statistics(model, base, x[:256].astype("float32"))
+    _fit_source_task(model, x, y, epochs, verbose=0)
     reset_batchnorm_statistics(model, base, x[:256].astype("float32"))
     tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
     base.save_weights(tmp)
@@ -231,7 +267,7 @@ def build_base(name: str, image_size: int, weights: str | None) -> keras.Model:
             raise
     base = spec.constructor(include_top=False, weights=None, input_shape=shape)
     if weights == "standin":
-        base.load_weights(standin_weights(name))
+        base.load_weights(standin_weights(name, image_size))
     elif weights is not None:
         base.load_weights(weights)
     return base

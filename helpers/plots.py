@@ -149,11 +149,14 @@ def pareto_front(table: pd.DataFrame, cost: str, benefit: str) -> pd.Series:
 def tradeoff(table: pd.DataFrame, x: str = "inference_ms_per_image", y: str = "test_accuracy",
              label: str = "title", colour: str | None = None, title: str = "",
              x_title: str = "Batch-1 latency (ms per image)", y_title: str = "Test accuracy",
-             log_x: bool = False):
-    """A scatter of runs with the Pareto front (best `y` for the `x` spent) as a step line;
-    the runs on the front are labelled."""
+             log_x: bool = False, facet: str | None = None):
+    """A scatter of runs with the Pareto front as a dashed step line: the runs for which no
+    other run is both faster and more accurate (they are labelled). With `facet`, one panel
+    and one front per value of that column (accuracies on different tasks do not compare)."""
     frame = table.dropna(subset=[x, y]).copy()
-    frame["pareto"] = pareto_front(frame, x, y)
+    frame["pareto"] = False
+    for _, part in (frame.groupby(facet) if facet else [(None, frame)]):
+        frame.loc[part.index, "pareto"] = pareto_front(part, x, y)
     front = frame[frame["pareto"]].sort_values(x)
     colour = colour or label
     plot = (
@@ -165,8 +168,10 @@ def tradeoff(table: pd.DataFrame, x: str = "inference_ms_per_image", y: str = "t
         + labs(title=title, x=x_title, y=y_title, color="")
         + theme_minimal()
         + theme(legend_position="bottom")
-        + _size(9, 5)
+        + _size(10 if facet else 9, 5.5 if facet else 5)
     )
+    if facet:
+        plot += facet_wrap(f"~{facet}", scales="free")
     # room at both ends, so labels of the first and last points are not cut off
     plot += scale_x_log10(expand=(0.25, 0)) if log_x else scale_x_continuous(expand=(0.25, 0))
     return plot
@@ -199,7 +204,7 @@ def ours_vs_article(table: pd.DataFrame, title: str = "Our accuracy against the 
     from plotnine import geom_abline
 
     frame = table.dropna(subset=["article_value", "our_value"]).copy()
-    low = float(min(frame["article_value"].min(), frame["our_value"].min(), 0.5)) if len(frame) else 0
+    low = float(min(frame["article_value"].min(), frame["our_value"].min())) - 0.05 if len(frame) else 0
     plot = (
         ggplot(frame, aes("article_value", "our_value", color="notebook", shape="kind"))
         + geom_abline(slope=1, intercept=0, linetype="dashed", color="#999999")
@@ -212,7 +217,7 @@ def ours_vs_article(table: pd.DataFrame, title: str = "Our accuracy against the 
     )
     from plotnine import coord_cartesian
 
-    return plot + coord_cartesian(xlim=(low, 1), ylim=(low, 1))
+    return plot + coord_cartesian(xlim=(max(low, 0), 1), ylim=(max(low, 0), 1))
 
 
 def strategy_family(strategy: str) -> str:

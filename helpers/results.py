@@ -260,9 +260,16 @@ def summary_table(records: list[dict]):
         metric = row["article_metric"] if isinstance(row["article_metric"], str) else "test_accuracy"
         ours.append(row.get(metric))
     merged["our_value"] = pd.to_numeric(pd.Series(ours, index=merged.index), errors="coerce")
-    merged["difference"] = merged["our_value"] - pd.to_numeric(merged["article_value"], errors="coerce")
     merged["kind"] = [run_kind(p, w) for p, w in zip(merged["profile"], merged["weights"])]
-    return merged
+    # a difference from the article only means something for a reproduction
+    reproduced = merged["kind"] == "reproduction"
+    merged["difference"] = (merged["our_value"] - pd.to_numeric(merged["article_value"], errors="coerce")
+                            ).where(reproduced)
+    order = {s: i for i, s in enumerate(("all", "frozen", "layers:5", "layers:10", "layers:40",
+                                          "blocks:2", "blocks:4", "blocks:10", "from:100"))}
+    merged["_order"] = merged["strategy"].map(lambda s: order.get(s, len(order)))
+    merged = merged.sort_values(["notebook", "model", "_order", "variant"], na_position="first")
+    return merged.drop(columns="_order").reset_index(drop=True)
 
 
 def run_kind(profile: str, weights: str | None) -> str:
@@ -270,8 +277,12 @@ def run_kind(profile: str, weights: str | None) -> str:
     if profile == "full" and weights == "imagenet":
         return "reproduction"
     if profile == "full":
-        return f"full settings, {weights or 'random'} weights (not a reproduction)"
+        label = weights if isinstance(weights, str) else "random"  # None may arrive as NaN
+        return f"full settings, {label} weights (not a reproduction)"
     return "smoke run (sample data, not a reproduction)"
+
+
+METRIC_NAMES = {"test_accuracy": "test accuracy", "val_accuracy": "validation accuracy"}
 
 
 COMPARISON_COLUMNS = {
@@ -293,9 +304,7 @@ COMPARISON_COLUMNS = {
 def comparison(records: list[dict]):
     """A compact table of runs beside their article's numbers, for a notebook to show."""
     table = summary_table(records)
-    table["article_metric"] = table["article_metric"].map(
-        lambda m: {"test_accuracy": "test accuracy", "val_accuracy": "validation accuracy"}.get(m, "-")
-    )
+    table["article_metric"] = table["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-"))
     shown = table[list(COMPARISON_COLUMNS)].rename(columns=COMPARISON_COLUMNS)
     return shown.round({"ours": 4, "article": 4, "difference": 4, "ms / image (batch 1)": 2,
                         "images / s (batched)": 1})
@@ -320,13 +329,17 @@ def check_record(path: Path, *, num_classes: int | None = None, profile: str | N
     return record
 
 
-ARTICLE_COLUMNS = ("train_accuracy", "train_loss", "val_accuracy", "val_loss", "test_accuracy",
-                   "trainable_params", "inference_ms_per_image")
+ARTICLE_COLUMNS = {
+    "train_accuracy": "train accuracy", "train_loss": "train loss",
+    "val_accuracy": "validation accuracy", "val_loss": "validation loss",
+    "test_accuracy": "test accuracy", "trainable_params": "trainable params",
+    "inference_ms_per_image": "ms / image",
+}
 
 
-def side_by_side(records: list[dict], columns: tuple[str, ...] = ARTICLE_COLUMNS):
+def side_by_side(records: list[dict], columns: dict[str, str] = ARTICLE_COLUMNS):
     """Ours and the article's value for each column the article reported, per configuration
-    (columns: a (metric, "ours" / "article") MultiIndex)."""
+    (columns: a (metric, "ours" / "article") MultiIndex, indexed by model and strategy)."""
     import pandas as pd
 
     rows = []
@@ -335,28 +348,34 @@ def side_by_side(records: list[dict], columns: tuple[str, ...] = ARTICLE_COLUMNS
         reported = dict(article)
         if article.get("metric"):
             reported[article["metric"]] = article["value"]
-        row = {("", "model"): record["model"], ("", "strategy"): record["strategy"]}
-        for column in columns:
-            row[(column, "ours")] = record.get(column)
-            row[(column, "article")] = reported.get(column)
+        row = {("model", ""): record["model"], ("strategy", ""): record["strategy"]}
+        for column, label in columns.items():
+            row[(label, "ours")] = record.get(column)
+            row[(label, "article")] = reported.get(column)
         rows.append(row)
     table = pd.DataFrame(rows)
     table.columns = pd.MultiIndex.from_tuples(table.columns)
-    return table
+    return table.set_index([("model", ""), ("strategy", "")]).rename_axis(["model", "strategy"])
 
 
 SUMMARY_COLUMNS = {
-    "notebook": "notebook", "model": "model", "strategy": "strategy", "variant": "variant",
-    "kind": "profile", "our_value": "ours", "article_value": "article", "difference": "difference",
-    "article_metric": "metric", "epochs": "epochs", "fine_tune_epochs": "fine-tune epochs",
-    "trainable_params": "trainable params", "inference_ms_per_image": "ms / image",
-    "throughput_images_per_s": "images / s", "device": "device",
+    "nb": "notebook", "model": "model", "strategy": "strategy", "kind": "profile",
+    "our_value": "ours", "article_value": "article", "difference": "difference",
+    "article_metric": "metric", "epochs": "epochs", "trainable_params": "trainable params",
+    "inference_ms_per_image": "ms / image", "throughput_images_per_s": "images / s",
+    "device": "device",
 }
 
 
 def summary_for_readers(table):
-    """The summary table with reader-facing column names, rounded."""
-    shown = table[[c for c in SUMMARY_COLUMNS if c in table.columns]].rename(columns=SUMMARY_COLUMNS)
+    """The summary table with short, reader-facing columns, rounded (all columns stay in the CSV)."""
+    shown = table.copy()
+    shown["nb"] = shown["notebook"].str[:2]
+    shown["strategy"] = [s if not isinstance(v, str) else f"{s} ({v})"
+                         for s, v in zip(shown["strategy"], shown["variant"])]
+    shown["kind"] = shown["kind"].map(lambda k: k.split(" (")[0])
+    shown["article_metric"] = shown["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-"))
+    shown = shown[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
     return shown.round({"ours": 4, "article": 4, "difference": 4, "ms / image": 2, "images / s": 1})
 
 

@@ -102,14 +102,12 @@ def write_index(folder: Path, profile: str, outcomes: list[Outcome], reports: Pa
     if csv.exists():
         import pandas as pd
 
+        from helpers.results import summary_for_readers
+
         frame = pd.read_csv(csv)
-        columns = [c for c in ("notebook", "model", "strategy", "profile", "our_value", "article_value",
-                               "difference", "article_metric", "epochs", "trainable_params",
-                               "inference_ms_per_image", "throughput_images_per_s", "device")
-                   if c in frame.columns]
-        frame = frame[frame["profile"] == profile] if "profile" in frame.columns else frame
-        table = frame[columns].to_html(index=False, float_format=lambda v: f"{v:,.4g}",
-                                       na_rep="-", classes="summary", border=0)
+        frame = frame[frame["profile"] == profile]
+        table = summary_for_readers(frame).to_html(
+            index=False, float_format=lambda v: f"{v:,.4g}", na_rep="-", classes="summary", border=0)
     note = ("Smoke profile: generated sample data and stand-in weights. These numbers show the "
             "pipeline works; they are not reproductions of the articles."
             if profile == "smoke" else "Full profile: the articles' settings on the real data.")

@@ -74,21 +74,16 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def check(profile: str | None = None) -> dict[str, str]:
-    """Print versions and hardware; return them as a dict."""
+def check(profile: str | None = None) -> None:
+    """Print versions and hardware, and make the course's errors one sentence long."""
     with _quiet_stderr():
         import keras
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
 
-    info = {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }
     pins = pinned_versions()
-    lines = [f"Python {info['python']}, TensorFlow {info['tensorflow']}, Keras {info['keras']}"]
+    lines = [f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}"]
     differ = []
     for package in PINNED:
         have, want = installed_version(package), pins.get(package)
@@ -98,7 +93,6 @@ def check(profile: str | None = None) -> dict[str, str]:
             differ.append(f"{package} missing (pip install {package}=={want})")
     if differ:
         lines.append("Versions that differ from requirements.txt: " + "; ".join(differ))
-    info["gpus"] = str(len(gpus))
     if gpus:
         lines.append(f"GPU: {len(gpus)} found; mixed precision and XLA are on by default.")
     elif profile == "full":
@@ -112,4 +106,3 @@ def check(profile: str | None = None) -> dict[str, str]:
         lines.append("Running on Google Colab.")
     print("\n".join(lines))
     _short_errors()
-    return info

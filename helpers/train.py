@@ -120,6 +120,29 @@ class TrainPlan:
     def fine_tune_lr(self) -> float:
         return self.fine_tune_learning_rate or self.learning_rate / 10
 
+    def describe(self, augmented: bool = False) -> str:
+        """The plan in words; `augmented`: whether the model augments its inputs (then the
+        frozen-base fast path cannot apply)."""
+        what = {"frozen": "the head trains on the frozen base", "all": "every layer trains"}.get(
+            self.first_phase, f"{self.first_phase} and the head train")
+        fast = self.cached_features and self.first_phase == "frozen" and not augmented
+        lines = [f"phase 1: {what}{' (on cached features: the base runs once)' if fast else ''}, "
+                 f"{self.optimizer_label()} at {self.learning_rate:g}, {self.epochs} epochs"]
+        if self.reduce_lr:
+            r = self.reduce_lr
+            lines.append(f"         learning rate x{r.get('factor', 0.1):g} after {r.get('patience', 10)} "
+                         f"epochs without a better {r.get('monitor', 'val_loss')} "
+                         f"(floor {r.get('min_lr', 0):g})")
+        if self.early_stopping:
+            lines.append(f"         stops when validation loss has not improved for "
+                         f"{self.early_stopping} epochs, keeping the best epoch's weights")
+        if self.fine_tunes:
+            lines.append(f"phase 2: unfreeze {self.strategy}, recompile at {self.fine_tune_lr:g}, "
+                         f"{self.fine_tune_epochs} more epochs")
+        else:
+            lines.append("phase 2: none")
+        return "\n".join(lines)
+
     def optimizer_label(self) -> str:
         label = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}[self.optimizer]
         return f"{label}(momentum={self.momentum})" if self.momentum else label
@@ -244,11 +267,23 @@ def _check_finite(rows: list[dict], phase: str) -> None:
 # --------------------------------------------------------------------- fast path
 
 
+def feature_function(classifier: Classifier):
+    """The base's forward pass (raw pixels to pooled features), compiled once per classifier
+    for any batch size: the splits and their last, smaller batches reuse one trace."""
+    model = classifier.features
+    fn = getattr(model, "_course_features", None)
+    if fn is None:
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        model._course_features = fn
+    return fn
+
+
 def extract_features(classifier: Classifier, examples: tf.data.Dataset, batch_size: int,
                      workdir: Path | None = None, memory_budget: float | None = None) -> tf.data.Dataset:
     """Run the frozen base once over a split, in order; return (features, label) examples,
     in memory when they fit, otherwise saved to `workdir` and read back from disk."""
-    infer = tf.function(lambda x: classifier.features(x, training=False))
+    infer = feature_function(classifier)
     batched = data_module.batches(examples, batch_size)
     width = int(np.prod(classifier.features.output_shape[1:]))
     count = int(examples.reduce(0, lambda n, _: n + 1)) if examples.cardinality() < 0 else int(
@@ -381,8 +416,11 @@ def _train(classifier, data, plan, batch_size, seed, workdir, xla, verbose, extr
         compile_model(model, classifier,
                       make_optimizer(plan.optimizer, plan.fine_tune_lr, plan.momentum), xla)
         history.fine_tune_start = plan.epochs + 1
+        # A fresh pipeline: the fine-tuning epochs' order then depends on the seed only, not on
+        # whether the first phase ran end to end, on cached features, or was restored from disk.
         model.fit(
-            train_batches, validation_data=val_batches,
+            data_module.batches(data.train, batch_size, shuffle_seed=seed, size=data.size("train")),
+            validation_data=val_batches,
             initial_epoch=plan.epochs, epochs=plan.epochs + plan.fine_tune_epochs,
             verbose=verbose, shuffle=False,
             callbacks=_callbacks(plan, workdir / "phase2.csv", workdir / "phase2.backup", extra),

@@ -69,3 +69,37 @@ def test_05_runs_at_160_on_the_cats_and_dogs_tree(real_formats, tmp_path):
         ("mobilenet_v2", "frozen", 160, 32, "Adam", 1e-4, 1, 0)
     ]
     assert records[0]["trainable_params"] == 1281
+
+
+@pytest.mark.notebook
+def test_04_runs_both_backbones_at_224_on_a_class_folder(real_formats, tmp_path):
+    records = dry_run("04_animals_mobilenetv2_vs_efficientnetv2", tmp_path,
+                      DATA_DIR=str(real_formats / "animals"), LIMIT=32)
+    assert {settings_of(r) for r in records} == {
+        ("mobilenet_v2", "frozen", 224, 32, "Adam", 1e-3, 1, 0),
+        ("efficientnetv2_b0", "frozen", 224, 32, "Adam", 1e-3, 1, 0),
+    }
+    assert all(r["trainable_params"] == 1280 * 5 + 5 and r["model_size_mb"] > 5 for r in records)
+    assert {r["dataset"] for r in records} == {"animals"}
+
+
+@pytest.mark.notebook
+def test_01_runs_both_backbones_at_32_on_the_official_cifar_batches(real_formats, tmp_path):
+    records = dry_run("01_cifar10_resnet50_vs_mobilenet", tmp_path,
+                      DATA_DIR=str(real_formats / "cifar"), LIMIT=100)
+    assert {settings_of(r) for r in records} == {
+        ("resnet50", "all", 32, 100, "SGD(momentum=0.9)", 1e-3, 1, 0),
+        ("mobilenet", "all", 32, 100, "SGD(momentum=0.9)", 1e-3, 1, 0),
+    }
+    assert {r["dataset"] for r in records} == {"CIFAR-10"}
+
+
+@pytest.mark.notebook
+def test_02_upsamples_to_224_and_fine_tunes_from_layer_100(real_formats, tmp_path):
+    records = dry_run("02_cifar10_resnet50_upsampling_finetune", tmp_path,
+                      DATA_DIR=str(real_formats / "cifar"), LIMIT=20)
+    assert [settings_of(r) for r in records] == [
+        ("resnet50", "from:100", 224, 20, "RMSprop", 1e-4, 1, 1)
+    ]
+    assert records[0]["fine_tune_learning_rate"] == 1e-5
+    assert records[0]["trainable_params"] == 19_473_418  # layers 100-174 and the head

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from helpers import config, results
@@ -74,12 +75,23 @@ def test_article_table_has_every_notebooks_headline():
 def test_summary_puts_each_record_beside_its_article(make_settings):
     s, record = _record(make_settings, val_accuracy=0.8)
     other = results.new_record(s, "resnet50", "all", test_accuracy=0.5)
-    table = results.summary_table([record, other])
-    row = table[table["model"] == "mobilenet_v2"].iloc[0]
-    assert row["article_value"] == 0.9818 and row["our_value"] == 0.9
-    assert row["difference"] == pytest.approx(0.9 - 0.9818)
-    assert row["kind"].startswith("smoke run")
+    full = make_settings(profile="full")
+    reproduction = results.new_record(full, "mobilenet_v2", "frozen", test_accuracy=0.97)
+    dry = results.new_record(make_settings(profile="full", weights="none"), "mobilenet_v2", "frozen",
+                             test_accuracy=0.5)
+    table = results.summary_table([record, other, reproduction, dry]).set_index("kind")
+    smoke = table.loc["smoke run (sample data, not a reproduction)"]
+    smoke = smoke[smoke["model"] == "mobilenet_v2"].iloc[0]
+    assert smoke["article_value"] == 0.9818 and smoke["our_value"] == 0.9
+    assert pd.isna(smoke["difference"])  # a smoke run is never presented as a reproduction
+    assert table.loc["reproduction", "difference"] == pytest.approx(0.97 - 0.9818)
+    assert pd.isna(table.loc["full settings, random weights (not a reproduction)", "difference"])
     assert table[table["model"] == "resnet50"]["article_value"].isna().all()
+    readers = results.summary_for_readers(results.summary_table([record, reproduction]))
+    assert list(readers.columns) == ["notebook", "model", "strategy", "profile", "ours", "article",
+                                     "difference", "metric", "epochs", "trainable params",
+                                     "ms / image", "images / s", "device"]
+    assert list(readers["notebook"]) == ["05", "05"] and set(readers["profile"]) == {"smoke run", "reproduction"}
 
 
 def test_existing_record_needs_matching_settings(make_settings):
