@@ -68,6 +68,19 @@ def render_html(notebook: Path) -> Path:
     return target
 
 
+def _kernel_manager_class():
+    """Kernels talk over local sockets where the OS has them (no network port, no warning
+    about unencrypted TCP), over TCP elsewhere."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc" if os.name == "posix" else "tcp")
+            super().__init__(**kwargs)
+
+    return LocalKernelManager
+
+
 def execute(notebook: Path, output: Path, parameters: dict, progress: bool = True) -> Outcome:
     """Run one notebook with papermill; never raises for a failing notebook."""
     import papermill
@@ -77,6 +90,7 @@ def execute(notebook: Path, output: Path, parameters: dict, progress: bool = Tru
         papermill.execute_notebook(
             str(notebook), str(output), parameters=parameters, cwd=str(notebook.parent),
             progress_bar=progress, kernel_name="python3", request_save_on_cell_execute=True,
+            kernel_manager_class=_kernel_manager_class(),
         )
         return Outcome(notebook.stem, True, time.perf_counter() - started)
     except papermill.PapermillExecutionError as error:
