@@ -60,7 +60,7 @@ def _short_errors() -> None:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
+def quiet_stderr():
     """Hide what C++ libraries print on file descriptor 2 (TensorFlow's start-up lines
     about oneDNN and missing CUDA drivers are written before its log level applies)."""
     sys.stderr.flush()
@@ -76,7 +76,7 @@ def _quiet_stderr():
 
 def check(profile: str | None = None) -> None:
     """Print versions and hardware, and make the course's errors one sentence long."""
-    with _quiet_stderr():
+    with quiet_stderr():
         import keras
         import tensorflow as tf
 
