@@ -113,14 +113,18 @@ def needs(notebooks: list[str], data_dir: Path | None = None) -> list[Need]:
 
 def report(notebooks: list[str], data_dir: Path | None = None) -> tuple[str, bool]:
     """A readable checklist, and whether everything is there or downloadable."""
-    import tensorflow as tf
+    from helpers.setup import quiet_stderr
 
-    gpus = tf.config.list_physical_devices("GPU")
+    with quiet_stderr():  # TensorFlow's start-up lines
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
     items = needs(notebooks, data_dir)
+    width = max((len(item.what) for item in items), default=0)
     lines = ["What the full profile needs:", ""]
     for item in items:
         mark = {"found": "ok  ", "download": "get ", "missing": "MISS"}[item.status]
-        lines.append(f"  [{mark}] {item.notebook[:2]}  {item.what:28s} {item.detail}")
+        lines.append(f"  [{mark}] {item.notebook[:2]}  {item.what:{width}s}  {item.detail}")
     column = 0 if gpus else 1
     hours = sum(HOURS.get(n, (0, 0))[column] for n in notebooks)
     lines += [
