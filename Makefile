@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# pytest-xdist workers for `make test`: one per core of the two-core CI machine
+JOBS   ?= 2
 
 .PHONY: help setup demo test test-unit test-notebooks reproduce check bench lint clean
 
@@ -29,10 +31,10 @@ demo: $(STAMP)
 test: test-unit test-notebooks
 
 test-unit: $(STAMP)
-	COURSE_OFFLINE=1 $(PY) -m pytest tests
+	COURSE_OFFLINE=1 $(PY) -m pytest -n $(JOBS) --dist load tests
 
 test-notebooks: $(STAMP)
-	COURSE_OFFLINE=1 $(PY) -m pytest --nbval-lax notebooks
+	COURSE_OFFLINE=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax notebooks
 
 reproduce: $(STAMP)
 	$(PY) -m helpers.run --profile full
