@@ -176,3 +176,14 @@ def mcnemar(first: Predictions, second: Predictions) -> dict[str, float]:
     return {"images": len(a), "both right": int(np.sum(a & b)), "only first right": only_first,
             "only second right": only_second, "both wrong": int(np.sum(~a & ~b)),
             "p_value": float(p)}
+
+
+def accuracy_interval(accuracy: float, images: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95% interval for an accuracy measured on `images` test images. Unlike
+    accuracy +- 2 standard errors it stays honest at 0% and 100%, where the standard
+    error is zero but the uncertainty is not."""
+    if images <= 0:
+        raise ValueError("An accuracy interval needs at least one test image.")
+    centre = (accuracy + z**2 / (2 * images)) / (1 + z**2 / images)
+    half = z / (1 + z**2 / images) * (accuracy * (1 - accuracy) / images + z**2 / (4 * images**2)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)

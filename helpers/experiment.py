@@ -64,6 +64,10 @@ def new_classifier(settings: Settings, data: ImageData, device: Device, model: s
     """The classifier of one configuration, seeded and built under the device's strategy."""
     build = dict(build or {})
     upsample = build.get("upsample", 1)
+    if settings.weights == "standin":
+        # Made once per machine, and making them draws random numbers: do it before seeding,
+        # so the first run on a fresh machine starts like every later one.
+        models.standin_weights(model, settings.image_size)
     keras.utils.set_random_seed(settings.seed)
     with device.strategy.scope():
         return models.build_classifier(

@@ -101,6 +101,8 @@ def confusion_matrices(matrix: np.ndarray, class_names: Sequence[str], title: st
             ax=ax, cmap="Blues", colorbar=False, values_format=fmt,
             xticks_rotation=45 if many else "horizontal",
         )
+        if many:  # slanted names end under their column instead of running into the next
+            plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
         ax.set_title(f"{title} ({name})" if title else name.capitalize())
     fig.tight_layout()
     plt.close(fig)
@@ -233,7 +235,10 @@ def accuracy_vs_params(table: pd.DataFrame, y: str = "test_accuracy", label: str
     frame["family"] = frame["strategy"].map(strategy_family)
     plot = ggplot(frame, aes("trainable_params", y, color="model", shape="family")) + geom_point(size=3.5)
     if label:
-        plot += geom_text(aes(label=label), size=7, nudge_y=0.008, va="bottom", show_legend=False)
+        # labels pushed apart where points crowd, with a thin line back to their point
+        plot += geom_text(aes(label=label), size=7, show_legend=False,
+                          adjust_text={"expand": (1.3, 2.0), "force_text": (0.6, 1.2),
+                                       "arrowprops": {"arrowstyle": "-", "color": "#999999", "lw": 0.5}})
     return (
         plot
         + scale_x_log10()

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ ARTICLE_RESULTS: list[dict[str, Any]] = [
     _row("01_cifar10_resnet50_vs_mobilenet", "mobilenet", "all", "test_accuracy", 0.65, 100, 0, 32,
          note="'MobileNet has accuracy 65% in 100 epochs'"),
     _row("02_cifar10_resnet50_upsampling_finetune", "resnet50", "from:100", "val_accuracy", 0.9402,
-         5, 5, 224,
+         5, 4, 224,
          note="validation accuracy after the 4th fine-tuning epoch (0.936, 0.918, 0.942, 0.940; "
               "the 5th was cut off); no test accuracy is shown"),
     *[
@@ -251,8 +252,10 @@ def summary_table(records: list[dict]):
     import pandas as pd
 
     table = records_table(records)
-    articles = article_results()[["notebook", "model", "strategy", "metric", "value", "epochs"]]
+    articles = article_results()[["notebook", "model", "strategy", "metric", "value", "epochs",
+                                  "fine_tune_epochs"]]
     articles = articles.rename(columns={"value": "article_value", "epochs": "article_epochs",
+                                        "fine_tune_epochs": "article_fine_tune_epochs",
                                         "metric": "article_metric"})
     merged = table.merge(articles, on=["notebook", "model", "strategy"], how="left")
     ours = []
@@ -294,20 +297,46 @@ COMPARISON_COLUMNS = {
     "article_metric": "article reported",
     "article_epochs": "article epochs",
     "epochs": "epochs",
-    "fine_tune_epochs": "fine-tune epochs",
     "trainable_params": "trainable params",
     "inference_ms_per_image": "ms / image (batch 1)",
     "throughput_images_per_s": "images / s (batched)",
 }
 
 
-def comparison(records: list[dict]):
-    """A compact table of runs beside their article's numbers, for a notebook to show."""
+def _epochs_text(epochs, fine_tune_epochs) -> str:
+    """'5', or with a fine-tuning phase '5 + 4'; '-' when unknown."""
+    import pandas as pd
+
+    if pd.isna(epochs):
+        return "-"
+    if pd.isna(fine_tune_epochs) or int(fine_tune_epochs) == 0:
+        return f"{int(epochs)}"
+    return f"{int(epochs)} + {int(fine_tune_epochs)}"
+
+
+def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] | None = None):
+    """A compact table of runs beside their article's numbers, for a notebook to show.
+
+    `extra` adds columns, each computed from one record and placed on that record's row
+    (the table is sorted, so values listed in the records' order would land on wrong rows)."""
     table = summary_table(records)
     table["article_metric"] = table["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-"))
+    # "5 + 4": frozen epochs + fine-tuning epochs, for ours and the article's alike
+    table["epochs"] = [_epochs_text(e, f) for e, f in zip(table["epochs"], table["fine_tune_epochs"])]
+    table["article_epochs"] = [_epochs_text(e, f) for e, f in
+                               zip(table["article_epochs"], table["article_fine_tune_epochs"])]
     shown = table[list(COMPARISON_COLUMNS)].rename(columns=COMPARISON_COLUMNS)
-    return shown.round({"ours": 4, "article": 4, "difference": 4, "ms / image (batch 1)": 2,
-                        "images / s (batched)": 1})
+    shown = shown.round({"ours": 4, "article": 4, "difference": 4, "ms / image (batch 1)": 2,
+                         "images / s (batched)": 1})
+    not_compared = shown["difference"].isna() & shown["article"].notna()
+    shown["difference"] = shown["difference"].astype(object).where(~not_compared, "n/a (not a reproduction)")
+    if extra:
+        by_title = {r["title"]: r for r in records}
+        if len(by_title) != len(records):
+            raise ValueError("comparison: two records share a title; give each configuration its own.")
+        for name, column in extra.items():
+            shown[name] = [column(by_title[title]) for title in shown["configuration"]]
+    return shown
 
 
 def check_record(path: Path, *, num_classes: int | None = None, profile: str | None = None) -> dict:
@@ -375,6 +404,7 @@ def summary_for_readers(table):
                          for s, v in zip(shown["strategy"], shown["variant"])]
     shown["kind"] = shown["kind"].map(lambda k: k.split(" (")[0])
     shown["article_metric"] = shown["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-"))
+    shown["epochs"] = [_epochs_text(e, f) for e, f in zip(shown["epochs"], shown["fine_tune_epochs"])]
     shown = shown[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
     return shown.round({"ours": 4, "article": 4, "difference": 4, "ms / image": 2, "images / s": 1})
 

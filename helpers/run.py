@@ -101,27 +101,44 @@ def execute(notebook: Path, output: Path, parameters: dict, progress: bool = Tru
                        f"{type(error).__name__}: {error}")
 
 
-def write_index(folder: Path, profile: str, outcomes: list[Outcome], reports: Path) -> Path:
-    """reports/<profile>/index.html: a link per notebook and the summary table."""
+def _notebook_rows(folder: Path, outcomes: list[Outcome]) -> list[str]:
+    """One row per notebook run now, and per notebook executed into `folder` by an earlier run
+    (a run of a subset keeps the others' pages reachable)."""
+    now = {o.notebook: o for o in outcomes}
+    earlier = {p.stem for p in folder.glob("*.ipynb") if p.stem in NOTEBOOKS}
     rows = []
-    for outcome in outcomes:
-        status = "ok" if outcome.ok else f"failed: {html.escape(outcome.error)}"
+    for stem in sorted(set(now) | earlier):
+        outcome = now.get(stem)
+        if outcome is None:
+            ran = time.strftime("%Y-%m-%d %H:%M", time.localtime((folder / f"{stem}.ipynb").stat().st_mtime))
+            status, css, seconds = f"from an earlier run ({ran})", "", ""
+        else:
+            status = "ok" if outcome.ok else f"failed: {html.escape(outcome.error)}"
+            css, seconds = ("ok" if outcome.ok else "bad"), f"{outcome.seconds:.0f} s"
         rows.append(
-            f"<tr><td><a href='{outcome.notebook}.html'>{outcome.notebook}</a></td>"
-            f"<td class='{'ok' if outcome.ok else 'bad'}'>{status}</td>"
-            f"<td>{outcome.seconds:.0f} s</td><td><a href='{outcome.notebook}.ipynb'>ipynb</a></td></tr>"
+            f"<tr><td><a href='{stem}.html'>{stem}</a></td><td class='{css}'>{status}</td>"
+            f"<td>{seconds}</td><td><a href='{stem}.ipynb'>ipynb</a></td></tr>"
         )
-    table = "<p>No summary yet: run notebook 06.</p>"
-    csv = reports / "results.csv"
-    if csv.exists():
-        import pandas as pd
+    return rows
 
-        from helpers.results import summary_for_readers
 
-        frame = pd.read_csv(csv)
-        frame = frame[frame["profile"] == profile]
-        table = summary_for_readers(frame).to_html(
-            index=False, float_format=lambda v: f"{v:,.4g}", na_rep="-", classes="summary", border=0)
+def _summary_html(profile: str, results_dir: Path) -> str:
+    """The readers' summary of the profile's records, read from the records themselves (so
+    the page is current even when notebook 06 has not run since)."""
+    from helpers.results import load_records, summary_for_readers, summary_table
+
+    records, _ = load_records(results_dir)
+    records = [r for r in records if r.get("profile") == profile]
+    if not records:
+        return f"<p>No result records for the {profile} profile under {html.escape(str(results_dir))} yet.</p>"
+    return summary_for_readers(summary_table(records)).to_html(
+        index=False, float_format=lambda v: f"{v:,.4g}", na_rep="-", classes="summary", border=0)
+
+
+def write_index(folder: Path, profile: str, outcomes: list[Outcome], results_dir: Path) -> Path:
+    """reports/<profile>/index.html: a link per executed notebook and the summary table."""
+    rows = _notebook_rows(folder, outcomes)
+    table = _summary_html(profile, results_dir)
     note = ("Smoke profile: generated sample data and stand-in weights. These numbers show the "
             "pipeline works; they are not reproductions of the articles."
             if profile == "smoke" else "Full profile: the articles' settings on the real data.")
@@ -142,7 +159,8 @@ th {{ background: #f3f3f3; }} .ok {{ color: #1a7f37; }} .bad {{ color: #cf222e; 
 </table>
 <h2>Every run next to its article</h2>
 {table}
-<p>Generated {time.strftime('%Y-%m-%d %H:%M')}. Records: results/{profile}/; table: reports/results.csv.</p>
+<p>Generated {time.strftime('%Y-%m-%d %H:%M')} from the records under {html.escape(str(results_dir))};
+notebook 06 writes the same table to results.csv and results.md.</p>
 </body></html>
 """
     target = folder / "index.html"
@@ -207,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{index}/{len(notebooks)}] {notebook.stem}: {mark} ({outcome.seconds:.0f} s)", flush=True)
         outcomes.append(outcome)
 
-    index_page = write_index(folder, args.profile, outcomes, reports)
+    results_dir = Path(parameters.get("RESULTS_DIR") or os.environ.get("NB_RESULTS_DIR")
+                       or root / "results")
+    index_page = write_index(folder, args.profile, outcomes, results_dir)
     failed = [o for o in outcomes if not o.ok]
     print(f"\nReport: {index_page}")
     if failed:

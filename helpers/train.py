@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,7 +128,7 @@ class TrainPlan:
             self.first_phase, f"{self.first_phase} and the head train")
         fast = self.cached_features and self.first_phase == "frozen" and not augmented
         lines = [f"phase 1: {what}{' (on cached features: the base runs once)' if fast else ''}, "
-                 f"{self.optimizer_label()} at {self.learning_rate:g}, {self.epochs} epochs"]
+                 f"{self.optimizer_label()} at {self.learning_rate:g}, {_epochs(self.epochs)}"]
         if self.reduce_lr:
             r = self.reduce_lr
             lines.append(f"         learning rate x{r.get('factor', 0.1):g} after {r.get('patience', 10)} "
@@ -135,10 +136,10 @@ class TrainPlan:
                          f"(floor {r.get('min_lr', 0):g})")
         if self.early_stopping:
             lines.append(f"         stops when validation loss has not improved for "
-                         f"{self.early_stopping} epochs, keeping the best epoch's weights")
+                         f"{_epochs(self.early_stopping)}, keeping the best epoch's weights")
         if self.fine_tunes:
             lines.append(f"phase 2: unfreeze {self.strategy}, recompile at {self.fine_tune_lr:g}, "
-                         f"{self.fine_tune_epochs} more epochs")
+                         f"{_epochs(self.fine_tune_epochs, 'more ')}")
         else:
             lines.append("phase 2: none")
         return "\n".join(lines)
@@ -146,6 +147,11 @@ class TrainPlan:
     def optimizer_label(self) -> str:
         label = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}[self.optimizer]
         return f"{label}(momentum={self.momentum})" if self.momentum else label
+
+
+def _epochs(count: int, word: str = "") -> str:
+    """'1 epoch', '15 more epochs'."""
+    return f"{count} {word}epoch{'' if count == 1 else 's'}"
 
 
 def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0) -> keras.optimizers.Optimizer:
@@ -379,7 +385,11 @@ def _train(classifier, data, plan, batch_size, seed, workdir, xla, verbose, extr
     done = workdir / "phase1.weights.h5"
     earlier = 0.0  # seconds a finished first phase took in an earlier run
     if done.exists():
-        model.load_weights(str(done))
+        with warnings.catch_warnings():
+            # A model reused from an earlier configuration still holds that run's optimizer;
+            # the file holds none. Phase 2 compiles a fresh optimizer, so nothing is lost.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(str(done))
         history.resumed_epochs += plan.epochs
         seconds = workdir / "phase1.seconds"
         earlier = float(seconds.read_text()) if seconds.exists() else 0.0

@@ -71,3 +71,15 @@ def test_model_size_of_a_saved_model():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(1000)(inputs))
     assert 0.015 < evaluate.model_size_mb(model) < 1  # 5,000 float32 weights plus metadata
+
+
+def test_accuracy_interval_is_wilsons_and_honest_at_the_edges():
+    low, high = evaluate.accuracy_interval(0.5, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    low, high = evaluate.accuracy_interval(1.0, 35)  # all right on a small test set
+    assert high == 1.0 and low == pytest.approx(0.9011, abs=1e-4)
+    low, high = evaluate.accuracy_interval(0.0, 35)
+    assert low == 0.0 and high == pytest.approx(1 - 0.9011, abs=1e-4)
+    assert evaluate.accuracy_interval(0.9, 10_000)[1] - evaluate.accuracy_interval(0.9, 10_000)[0] < 0.013
+    with pytest.raises(ValueError, match="at least one test image"):
+        evaluate.accuracy_interval(0.9, 0)

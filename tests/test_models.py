@@ -170,3 +170,36 @@ def test_the_articles_unapplied_fine_tune_at_would_train_every_layer(upsampling_
     assert head_only == 2048 * 10 + 10
     assert head_only < partial < everything
     assert len(finetune.trainable_layer_names(c.base)) == 0
+
+
+# --------------------------------------------------------------- stand-in weights
+
+
+def test_first_run_on_a_fresh_machine_starts_like_later_runs(make_settings, tmp_path, monkeypatch):
+    """Making the stand-in weights draws random numbers; the seeded head must not notice."""
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from helpers import experiment
+
+    made = []
+
+    def quick_standin(spec, path, images, epochs, verbose):  # the real one trains for a minute
+        keras.utils.set_random_seed(1234)
+        base = spec.constructor(include_top=False, weights=None, input_shape=(64, 64, 3))
+        base.save_weights(path)
+        made.append(path)
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(models, "_train_standin", quick_standin)
+    settings = make_settings(image_size=64, weights="standin")
+    device = SimpleNamespace(strategy=tf.distribute.get_strategy())
+    split = SimpleNamespace(num_classes=3)
+
+    first = experiment.new_classifier(settings, split, device, "mobilenet_v2")
+    assert len(made) == 1  # the stand-in was made during the first build
+    second = experiment.new_classifier(settings, split, device, "mobilenet_v2")
+    assert len(made) == 1
+    for a, b in zip(first.head.get_weights(), second.head.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -113,3 +113,37 @@ def test_check_record_wants_every_field_and_above_chance(make_settings):
     with pytest.raises(AssertionError, match="not clearly above chance"):
         results.check_record(path, num_classes=2, profile="smoke")
     assert results.check_record(path, num_classes=2, profile="full")["test_accuracy"] == 0.55
+
+
+def test_comparison_puts_extra_columns_on_their_own_rows(make_settings):
+    s = make_settings(notebook="04_animals_mobilenetv2_vs_efficientnetv2")
+    # Given in the opposite order to the table's (sorted by model).
+    records = [results.new_record(s, "mobilenet_v2", "frozen", test_accuracy=0.9, total_params=2_264_389,
+                                  title="MobileNetV2 / frozen"),
+               results.new_record(s, "efficientnetv2_b0", "frozen", test_accuracy=0.8, total_params=5_925_717,
+                                  title="EfficientNetV2-B0 / frozen")]
+    table = results.comparison(records, extra={"total params": lambda r: r["total_params"]})
+    assert list(table["configuration"]) == [records[1]["title"], records[0]["title"]]
+    assert list(table["ours"]) == [0.8, 0.9]
+    assert list(table["total params"]) == [5_925_717, 2_264_389]
+    with pytest.raises(ValueError, match="share a title"):
+        results.comparison([records[0], dict(records[0])], extra={"x": lambda r: 1})
+
+
+def test_comparison_says_why_a_smoke_row_has_no_difference(make_settings):
+    smoke = results.new_record(make_settings(), "mobilenet_v2", "frozen", test_accuracy=0.9)
+    real = results.new_record(make_settings(profile="full"), "mobilenet_v2", "frozen", test_accuracy=0.97)
+    table = results.comparison([smoke, real]).set_index("profile")
+    assert table.loc["smoke run (sample data, not a reproduction)", "difference"] == "n/a (not a reproduction)"
+    assert table.loc["reproduction", "difference"] == pytest.approx(0.97 - 0.9818, abs=1e-4)
+
+
+def test_epochs_read_frozen_plus_fine_tuning_on_both_sides(make_settings):
+    s = make_settings(notebook="02_cifar10_resnet50_upsampling_finetune", profile="full")
+    record = results.new_record(s, "resnet50", "from:100", val_accuracy=0.93, test_accuracy=0.92)
+    record.update(epochs=5, fine_tune_epochs=5)
+    row = results.comparison([record]).iloc[0]
+    assert row["epochs"] == "5 + 5" and row["article epochs"] == "5 + 4"  # read after the 4th
+    assert row["article"] == 0.9402 and row["ours"] == 0.93  # validation accuracy, as the article
+    readers = results.summary_for_readers(results.summary_table([record])).iloc[0]
+    assert readers["epochs"] == "5 + 5"

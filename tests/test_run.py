@@ -56,17 +56,26 @@ def test_only_runs_a_subset_and_an_empty_match_is_an_error(tmp_path, monkeypatch
     assert "All 1 notebooks ran." in capsys.readouterr().out
 
 
-def test_index_shows_the_profiles_summary_rows(tmp_path):
-    smoke = config.resolve("05_cats_vs_dogs_feature_extraction", profile="smoke", results_dir=tmp_path)
-    full = config.resolve("05_cats_vs_dogs_feature_extraction", profile="full", results_dir=tmp_path)
-    records = [results.new_record(smoke, "mobilenet_v2", "frozen", test_accuracy=0.95),
-               results.new_record(full, "mobilenet_v2", "frozen", test_accuracy=0.97)]
-    results.write_summary(results.summary_table(records), tmp_path)
-    (tmp_path / "smoke").mkdir()
-    page = run.write_index(tmp_path / "smoke", "smoke",
-                           [run.Outcome("05_cats_vs_dogs_feature_extraction", True, 12.0)], tmp_path).read_text()
-    assert "0.95" in page and "0.97" not in page
+def test_index_shows_the_profiles_records_and_keeps_earlier_notebooks(tmp_path):
+    smoke = config.resolve("05_cats_vs_dogs_feature_extraction", profile="smoke", results_dir=tmp_path / "results")
+    full = config.resolve("05_cats_vs_dogs_feature_extraction", profile="full", results_dir=tmp_path / "results")
+    for settings, accuracy in ((smoke, 0.95), (full, 0.97)):
+        record = results.new_record(settings, "mobilenet_v2", "frozen", test_accuracy=accuracy)
+        results.write_record(record, tmp_path / "results" / settings.profile / f"{accuracy}.json")
+    stale = results.new_record(smoke, "mobilenet_v2", "frozen", test_accuracy=0.4321)
+    results.write_summary(results.summary_table([stale]), tmp_path / "reports")  # not used
+    folder = tmp_path / "reports" / "smoke"
+    folder.mkdir(parents=True)
+    (folder / "03_tf_flowers_unfreezing_strategies.ipynb").write_text("{}")  # executed by an earlier run
+    page = run.write_index(folder, "smoke", [run.Outcome("05_cats_vs_dogs_feature_extraction", True, 12.0)],
+                           tmp_path / "results").read_text()
+    assert "0.95" in page and "0.97" not in page  # the records, this profile's only
+    assert "0.4321" not in page
     assert "smoke run" in page and "not reproductions of the articles" in page
+    assert "href='05_cats_vs_dogs_feature_extraction.html'" in page and "12 s" in page
+    assert "href='03_tf_flowers_unfreezing_strategies.html'" in page and "from an earlier run" in page
+    empty = run.write_index(folder, "full", [], tmp_path / "nothing").read_text()
+    assert "No result records for the full profile" in empty
 
 
 def test_command_line_values_are_read_like_papermill():

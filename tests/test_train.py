@@ -215,3 +215,12 @@ def test_one_step_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
     assert mirrored["loss"] == pytest.approx(single["loss"], rel=1e-4)
     for a, b in zip(mirrored["head"], single["head"]):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_plan_description_counts_epochs_in_words():
+    plan = train.TrainPlan(optimizer="adam", learning_rate=1e-3, epochs=1, strategy="blocks:2",
+                           fine_tune_epochs=1, fine_tune_learning_rate=1e-5, early_stopping=3)
+    text = plan.describe()
+    assert "Adam at 0.001, 1 epoch\n" in text
+    assert "not improved for 3 epochs" in text
+    assert text.endswith("phase 2: unfreeze blocks:2, recompile at 1e-05, 1 more epoch")
