@@ -153,8 +153,9 @@ def tradeoff(table: pd.DataFrame, x: str = "inference_ms_per_image", y: str = "t
              x_title: str = "Batch-1 latency (ms per image)", y_title: str = "Test accuracy",
              log_x: bool = False, facet: str | None = None):
     """A scatter of runs with the Pareto front as a dashed step line: the runs for which no
-    other run is both faster and more accurate (they are labelled). With `facet`, one panel
-    and one front per value of that column (accuracies on different tasks do not compare)."""
+    other run is both faster and more accurate (labelled on a single panel). With `facet`, one
+    panel and one front per value of that column (accuracies on different tasks do not
+    compare), unlabelled: small panels cut labels off, so list the front in a table instead."""
     frame = table.dropna(subset=[x, y]).copy()
     frame["pareto"] = False
     for _, part in (frame.groupby(facet) if facet else [(None, frame)]):
@@ -165,7 +166,6 @@ def tradeoff(table: pd.DataFrame, x: str = "inference_ms_per_image", y: str = "t
         ggplot(frame, aes(x, y))
         + geom_step(data=front, color="#999999", linetype="dashed", direction="hv")
         + geom_point(aes(color=colour), size=3)
-        + geom_text(aes(label=label), data=front, size=7, nudge_y=0.012, va="bottom")
         + scale_color_manual(values=PALETTE * 4, name="")
         + labs(title=title, x=x_title, y=y_title, color="")
         + theme_minimal()
@@ -174,6 +174,8 @@ def tradeoff(table: pd.DataFrame, x: str = "inference_ms_per_image", y: str = "t
     )
     if facet:
         plot += facet_wrap(f"~{facet}", scales="free")
+    else:
+        plot += geom_text(aes(label=label), data=front, size=7, nudge_y=0.012, va="bottom")
     # room at both ends, so labels of the first and last points are not cut off
     plot += scale_x_log10(expand=(0.25, 0)) if log_x else scale_x_continuous(expand=(0.25, 0))
     return plot
