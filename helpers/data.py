@@ -963,6 +963,21 @@ def load_cifar10_arrays(settings: Settings):
     return (x_train, y_train.reshape(-1)), (x_test, y_test.reshape(-1)), "keras.datasets.cifar10"
 
 
+def image_data_from_arrays(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]],
+                           class_names: Sequence[str], source: str, fingerprint: str = "") -> ImageData:
+    """A data set held in memory: (uint8 images, integer labels) for "train", "val" and "test"."""
+    parts = {k: (x, np.asarray(y, np.int32).reshape(-1)) for k, (x, y) in splits.items()}
+    return ImageData(
+        name=name,
+        **{k: examples_from_arrays(x, y) for k, (x, y) in parts.items()},
+        class_names=list(class_names),
+        counts={k: _counts(y, len(class_names)) for k, (_, y) in parts.items()},
+        source=source,
+        image_size=int(parts["train"][0].shape[1]),
+        fingerprint=fingerprint,
+    )
+
+
 def load_cifar10(settings: Settings, val_fraction: float) -> ImageData:
     """CIFAR-10 at 32x32: the official test set, and `val_fraction` of the training set
     held out for validation with a seeded, stratified split."""
@@ -971,19 +986,11 @@ def load_cifar10(settings: Settings, val_fraction: float) -> ImageData:
     train_idx, val_idx = stratified_split(y_train, (1 - val_fraction, val_fraction), settings.seed)
     train_idx, val_idx = _limit(train_idx, settings.limit), _limit(val_idx, settings.limit)
     test_idx = _limit(stratified_split(y_test, (1.0,), settings.seed)[0], settings.limit)
-    data = ImageData(
-        name="CIFAR-10",
-        train=examples_from_arrays(x_train[train_idx], y_train[train_idx]),
-        val=examples_from_arrays(x_train[val_idx], y_train[val_idx]),
-        test=examples_from_arrays(x_test[test_idx], y_test[test_idx]),
-        class_names=list(CIFAR10_CLASSES),
-        counts={
-            "train": _counts(y_train[train_idx], 10),
-            "val": _counts(y_train[val_idx], 10),
-            "test": _counts(y_test[test_idx], 10),
-        },
-        source=source,
-        image_size=32,
+    data = image_data_from_arrays(
+        "CIFAR-10",
+        {"train": (x_train[train_idx], y_train[train_idx]), "val": (x_train[val_idx], y_train[val_idx]),
+         "test": (x_test[test_idx], y_test[test_idx])},
+        CIFAR10_CLASSES, source,
         fingerprint=fingerprint(train_idx.tolist(), val_idx.tolist(), test_idx.tolist()),
     )
     check_batch_size(data, settings.batch_size)

@@ -23,16 +23,9 @@ BACKBONE, SIZE, CLASSES, BATCH = "resnet50", 32, 3, 16
 def generated(n_train=50, n_val=18, size=SIZE, classes=CLASSES):
     """Learnable generated images; 50 training images give a last batch of 2."""
     x, y = data.sample_arrays(n_train + n_val, classes, size, seed=3)
-    y = y.astype(np.int32)
-    parts = {"train": slice(0, n_train), "val": slice(n_train, None)}
-    counts = {k: np.bincount(y[s], minlength=classes) for k, s in parts.items()}
-    counts["test"] = counts["val"]
-    val = data.examples_from_arrays(x[parts["val"]], y[parts["val"]])
-    return data.ImageData(
-        name="generated", train=data.examples_from_arrays(x[parts["train"]], y[parts["train"]]),
-        val=val, test=val, class_names=[str(k) for k in range(classes)], counts=counts,
-        source="generated", image_size=size,
-    )
+    train, val = (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+    return data.image_data_from_arrays("generated", {"train": train, "val": val, "test": val},
+                                       [str(k) for k in range(classes)], "generated")
 
 
 def build():
@@ -169,12 +162,9 @@ MIRRORED = textwrap.dedent("""
     from helpers import data, models, train
 
     x, y = data.sample_arrays(12, 3, 32, seed=0)
-    y = y.astype(np.int32)
-    counts = {"train": np.bincount(y[:8], minlength=3), "val": np.bincount(y[8:], minlength=3)}
-    counts["test"] = counts["val"]
-    val = data.examples_from_arrays(x[8:], y[8:])
-    split = data.ImageData("generated", data.examples_from_arrays(x[:8], y[:8]), val, val,
-                           ["a", "b", "c"], counts, "generated", 32)
+    split = data.image_data_from_arrays(
+        "generated", {"train": (x[:8], y[:8]), "val": (x[8:], y[8:]), "test": (x[8:], y[8:])},
+        ["a", "b", "c"], "generated")
     plan = train.TrainPlan(optimizer="sgd", learning_rate=0.1, epochs=1, first_phase="layers:4")
     out = {}
     for name, strategy in (("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
