@@ -5,16 +5,22 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # pytest-xdist workers for `make test`: one per core of the two-core CI machine
 JOBS   ?= 2
+# where the notebook tests keep the records 06 and 07 read (git-ignored)
+NBVAL  := reports/nbval
+export COURSE_HEADLESS := 1
 
-.PHONY: help setup demo test test-unit test-notebooks reproduce check bench lint clean
+.PHONY: help setup demo laptop test test-unit test-notebooks test-oldest reproduce check bench bench-laptop lint clean
 
 help:
-	@echo "make demo       run every notebook on the offline smoke profile -> reports/smoke/index.html"
-	@echo "make test       unit tests, then every notebook under nbval (smoke profile)"
-	@echo "make reproduce  check what the full profile needs, then run it (GPU and real data)"
-	@echo "make check      only print what the full profile needs and whether it is here"
-	@echo "make bench      speed measurements -> reports/bench/*.json"
-	@echo "make lint       ruff (notebooks too), removed Keras APIs, notebooks without outputs"
+	@echo "make demo          run every notebook on the offline smoke profile -> reports/smoke/index.html"
+	@echo "make test          unit tests, then every notebook under nbval (smoke profile)"
+	@echo "make laptop        every notebook on the laptop profile (real data, sized for a CPU)"
+	@echo "make reproduce     check what the full profile needs, then run it (GPU and real data)"
+	@echo "make check         only print what the full profile needs and whether it is here"
+	@echo "make test-oldest   the unit tests on the oldest TensorFlow/Keras the package supports"
+	@echo "make bench         speed measurements -> reports/bench/*.json"
+	@echo "make bench-laptop  each notebook's laptop profile timed on generated real-size data"
+	@echo "make lint          ruff (notebooks too), removed Keras APIs, notebooks without outputs"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,13 +34,23 @@ setup: $(STAMP)
 demo: $(STAMP)
 	COURSE_OFFLINE=1 $(PY) -m helpers.run --profile smoke
 
+laptop: $(STAMP)
+	$(PY) -m helpers.run --profile laptop
+
 test: test-unit test-notebooks
 
 test-unit: $(STAMP)
 	COURSE_OFFLINE=1 $(PY) -m pytest -n $(JOBS) --dist load tests
 
+# 01-05 train and record; then 07 converts their light models and 06 sums everything up
 test-notebooks: $(STAMP)
-	COURSE_OFFLINE=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax notebooks
+	rm -rf $(NBVAL)
+	COURSE_OFFLINE=1 NB_SCRATCH=$(NBVAL) $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax notebooks/0[1-5]_*.ipynb
+	COURSE_OFFLINE=1 NB_SCRATCH=$(NBVAL) $(PY) -m pytest --nbval-lax notebooks/07_*.ipynb
+	COURSE_OFFLINE=1 NB_SCRATCH=$(NBVAL) $(PY) -m pytest --nbval-lax notebooks/06_*.ipynb
+
+test-oldest:
+	.ci/test-oldest
 
 reproduce: $(STAMP)
 	$(PY) -m helpers.run --profile full
@@ -44,6 +60,9 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+bench-laptop: $(STAMP)
+	$(PY) -m benchmarks.laptop
 
 lint: $(STAMP)
 	$(PY) -m ruff check helpers tests benchmarks notebooks

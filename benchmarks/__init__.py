@@ -1,6 +1,6 @@
 """Speed measurements of the helpers, run by `make bench` (never by the tests).
 
-`python -m benchmarks` runs all four in one process (models and compiled functions are
+`python -m benchmarks` runs all five in one process (models and compiled functions are
 shared between them); `python -m benchmarks.<name>` runs one. Each prints a table and
 writes its figures to reports/bench/<name>.json.
 
@@ -8,6 +8,7 @@ writes its figures to reports/bench/<name>.json.
 - latency: batch-1 latency (ours, per-image predict, a bare tf.function) and throughput
 - training: images/s of the helpers' fit against a bare model.fit
 - efficiency: forward throughput as a fraction of this machine's matmul GFLOP/s
+- prefix: fine-tuning per strategy on the cached frozen part against end to end
 """
 
-BENCHMARKS = ("cached_features", "latency", "training", "efficiency")
+BENCHMARKS = ("cached_features", "latency", "training", "efficiency", "prefix")

@@ -1,5 +1,5 @@
 """`python -m benchmarks [name ...] [--quick]`: run the benchmarks in one process
-(all four by default), each printing its table and writing reports/bench/<name>.json."""
+(all five by default), each printing its table and writing reports/bench/<name>.json."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ with quiet_stderr():  # TensorFlow's start-up lines about oneDNN and CUDA driver
 
     tf.config.list_physical_devices()  # initializes the devices, which also prints
 
-from helpers import config, data, models, results, train  # noqa: E402
+from helpers import backbones, config, data, models, results, samples, train  # noqa: E402
 
 SCRATCH = Path(os.environ.get("BENCH_SCRATCH", "/tmp/bench"))
 REPORTS = config.project_root() / "reports" / "bench"
@@ -33,16 +33,6 @@ BACKBONES = ("resnet50", "mobilenet", "mobilenet_v2", "efficientnetv2_b0")
 SIZE = 224  # every backbone's default input size
 SEED = 42
 COMMAND: str | None = None  # set by `python -m benchmarks`
-
-# GFLOPs per image at 224x224 as published, counting a multiply-add as two FLOPs
-# (the papers count multiply-adds); without the ImageNet classifier, which adds ~0.004.
-PAPER_GFLOPS_224 = {
-    "resnet50": (2 * 3.8, "He et al. 2016, Table 1: 3.8e9 multiply-adds"),
-    "mobilenet": (2 * 0.569, "Howard et al. 2017, Table 8: 569M multiply-adds"),
-    "mobilenet_v2": (2 * 0.300, "Sandler et al. 2018, Table 4: 300M multiply-adds"),
-    "efficientnetv2_b0": (2 * 0.72, "Tan & Le 2021, google/automl efficientnetv2 README: 0.72B"),
-}
-
 
 # ---------------------------------------------------------------------- device
 
@@ -55,7 +45,7 @@ def device() -> train.Device:
     strategy, op determinism on a CPU), once per process."""
     global _DEVICE
     if _DEVICE is None:
-        settings = config.resolve("05_cats_vs_dogs_feature_extraction", profile="full",
+        settings = config.resolve("05_cats_vs_dogs_feature_extraction", profile="laptop",
                                   results_dir=SCRATCH / "results")
         _DEVICE = train.configure_device(settings)
     return _DEVICE
@@ -71,7 +61,7 @@ def load_average() -> float:
 def image_data(train_images: int, val_images: int, size: int, classes: int = 5) -> data.ImageData:
     """Generated, learnable images in memory (the notebooks' sample task), as the
     helpers' `ImageData`: train and validation splits (the test split is the validation one)."""
-    x, y = data.sample_arrays(train_images + val_images, classes, size, seed=SEED)
+    x, y = samples.sample_arrays(train_images + val_images, classes, size, seed=SEED)
     train, val = (x[:train_images], y[:train_images]), (x[train_images:], y[train_images:])
     return data.image_data_from_arrays("generated", {"train": train, "val": val, "test": val},
                                        [f"class {k}" for k in range(classes)], "generated sample data")
@@ -86,22 +76,60 @@ def arrays(examples: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------- models
 
 
-_CLASSIFIERS: dict[tuple, models.Classifier] = {}
+_CLASSIFIERS: dict[tuple, tuple[keras.Model, keras.Model]] = {}
 
 
-def classifier(name: str, size: int = SIZE, classes: int = 5, *, fresh: bool = False,
-               **build) -> models.Classifier:
-    """A helpers classifier with random weights (speed does not depend on the weights),
-    built under the device's strategy; shared within the process unless `fresh`."""
-    key = (name, size, classes, tuple(sorted(build.items())))
+def classifier(name: str, size: int = SIZE, classes: int = 5, *, strategy: str = "frozen",
+               dropout: float | None = None, fresh: bool = False) -> tuple[keras.Model, keras.Model]:
+    """(model, base): the notebooks' classifier (preprocessing, the base in inference mode with
+    `strategy`'s layers trainable, pooling, optional Dropout, Dense logits), random weights
+    (speed does not depend on them), built from the same seed under the device's strategy;
+    shared within the process unless `fresh`."""
+    key = (name, size, classes, strategy, dropout)
     if fresh or key not in _CLASSIFIERS:
         keras.utils.set_random_seed(SEED)
         with device().strategy.scope():
-            built = models.build_classifier(name, size, classes, weights=None, **build)
+            base = models.build_base(name, size)
+            unfreeze(base, name, strategy)
+            inputs = keras.Input((size, size, 3))
+            x = inputs
+            layer = models.preprocessing(name)
+            if layer is not None:
+                x = layer(x)
+            x = models.InferenceMode(base, name="base")(x)
+            x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+            if dropout:
+                x = keras.layers.Dropout(dropout, name="dropout")(x)
+            outputs = keras.layers.Dense(classes, dtype="float32", name="logits")(x)
+            built = keras.Model(inputs, outputs, name=f"{name}_classifier"), base
         if fresh:
             return built
         _CLASSIFIERS[key] = built
     return _CLASSIFIERS[key]
+
+
+def unfreeze(base: keras.Model, name: str, strategy: str) -> None:
+    """Make the layers a strategy names trainable and freeze the others, as the notebooks do:
+    'frozen', 'all', 'layers:N' (the last N), 'blocks:N' (the last N blocks), 'from:N'."""
+    kind, n = config.parse_strategy(strategy)
+    layers = base.layers
+    if kind == "blocks":
+        blocks = [backbones.get(name).block_of(layer.name) for layer in layers]
+        last = [b for b in dict.fromkeys(blocks) if b is not None][-n:]
+        chosen = [block in last for block in blocks]
+    else:
+        start = {"frozen": len(layers), "all": 0, "layers": len(layers) - n, "from": n}[kind]
+        chosen = [index >= start for index in range(len(layers))]
+    for layer, trains in zip(layers, chosen):
+        layer.trainable = trains
+
+
+def compile_model(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
+    """Adam and sparse cross-entropy on logits, XLA when the device asks for it."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], jit_compile=device().xla)
+    return model
 
 
 _BARE: dict[int, Callable] = {}
@@ -143,8 +171,8 @@ def gflops_per_image(model: keras.Model) -> float:
 
 
 def paper_gflops(name: str, size: int = SIZE) -> float:
-    """The published figure, scaled with the square of the image side."""
-    return PAPER_GFLOPS_224[name][0] * (size / 224) ** 2
+    """The published figure (`helpers.backbones`), scaled with the square of the image side."""
+    return backbones.get(name).paper_gflops_224 * (size / 224) ** 2
 
 
 # ---------------------------------------------------------------------- timing

@@ -3,15 +3,17 @@
 The limit: a 4096x4096 float32 matmul in TensorFlow (2 n^3 FLOPs per call). A path's
 fraction: images/s x the backbone's GFLOPs per image / the limit. GFLOPs per image are
 counted by TensorFlow's profiler on the traced graph (2 FLOPs per multiply-add) and shown
-next to the published figure scaled to the image size (sources in `common.PAPER_GFLOPS_224`).
+next to the published figure scaled to the image size (`helpers.backbones`: paper_gflops_224,
+paper_source).
 
 Paths, at batch 32, 224x224, random weights, after warm-up (tracing excluded), best of
 alternating rounds (other processes only ever slow a run down):
 - bare: a plain `tf.function` of the Keras backbone alone;
 - inference: `helpers.evaluate.throughput` on the whole classifier (preprocessing, base,
   pooling, head), the record's `throughput_images_per_s`;
-- features: `helpers.train.extract_features` over in-memory uint8 images (the cached-feature
-  path: the `tf.data` pipeline, the base, the copy of the features to numpy).
+- features: `helpers.cache.outputs` of the classifier's frozen part (`cache.split`: up to the
+  pooled features) over in-memory uint8 images (the cached-feature path: the `tf.data`
+  pipeline, the base, the copy of the features to numpy).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 import numpy as np
 
 from benchmarks import common
-from helpers import data, evaluate, train
+from helpers import backbones, cache, data, evaluate
 
 NAME = "efficiency"
 BATCH = 32
@@ -29,27 +31,27 @@ ROUNDS = 3
 
 
 def measure(name: str, size: int, images: int, limit: float) -> dict:
-    classifier = common.classifier(name, size)
-    gflops = common.gflops_per_image(classifier.base)
-    bare = common.bare_function(classifier.base)
+    model, base = common.classifier(name, size)
+    frozen_part, _ = cache.split(model)
+    gflops = common.gflops_per_image(base)
+    bare = common.bare_function(base)
     x = common.pixels(BATCH, size)
     rng = np.random.default_rng(0)
     stored = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8)
     examples = data.examples_from_arrays(stored, np.arange(images) % 5)
 
     bare(x).numpy()  # traces
-    train.extract_features(classifier, examples.take(2), BATCH)  # traces the feature function
+    cache.outputs(frozen_part, examples.take(2), BATCH)  # traces the feature function
     rates: dict[str, list[float]] = {"bare": [], "inference": [], "features": []}
     for _ in range(ROUNDS):
         times = common.call_times(lambda: bare(x).numpy(), repeats=2, warmup=0)
         rates["bare"].append(BATCH / min(times))
-        rates["inference"].append(evaluate.throughput(classifier.model, batch_size=BATCH,
-                                                      repeats=1))
-        _, seconds = common.timed(lambda: train.extract_features(classifier, examples, BATCH))
+        rates["inference"].append(evaluate.throughput(model, batch_size=BATCH, repeats=1))
+        _, seconds = common.timed(lambda: cache.outputs(frozen_part, examples, BATCH))
         rates["features"].append(images / seconds)
     row = {"model": name, "image_size": size, "gflops_per_image": gflops,
            "paper_gflops_per_image": common.paper_gflops(name, size),
-           "paper_source": common.PAPER_GFLOPS_224[name][1]}
+           "paper_source": backbones.get(name).paper_source}
     for path, values in rates.items():
         row[f"{path}_images_per_s"] = max(values)
         row[f"{path}_fraction"] = max(values) * gflops / limit
@@ -77,7 +79,7 @@ def run(quick: bool = False) -> dict:
         ["GFLOPs/img: TensorFlow's profiler on the backbone's graph; paper: the published "
          "multiply-adds x 2, scaled with the square of the side",
          "bare: tf.function of the backbone; inference: helpers.evaluate.throughput of the "
-         f"classifier; features: helpers.train.extract_features over {images} in-memory images",
+         f"classifier; features: helpers.cache.outputs of its frozen part over {images} in-memory images",
          f"best of {ROUNDS} alternating rounds after warm-up"],
     )
     report = {"machine_gflops": peak, "limit_gflops": limit, "batch_size": BATCH, "rows": rows,

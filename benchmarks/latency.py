@@ -25,7 +25,7 @@ BATCH = 64
 
 
 def measure(name: str, size: int) -> dict:
-    model = common.classifier(name, size).model
+    model, _ = common.classifier(name, size)
     bare = common.bare_function(model)
     one, many = common.pixels(1, size), common.pixels(BATCH, size)
     one_numpy = one.numpy()

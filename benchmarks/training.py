@@ -2,10 +2,10 @@
 
 The same classifier (built twice from the same seed, with the same part of the base
 trainable: all of MobileNetV2; ResNet50's last two residual blocks, as notebook 03 fine-tunes),
-the same generated images in memory, batch size, optimizer and epochs:
-- helpers: `helpers.train.train` with a plan whose first phase trains that part (its pipeline
-  from `helpers.data.batches`, its callbacks: NaN check, CSV log, per-epoch backup);
-- bare: `model.compile(...)` and `model.fit(x, y, validation_data=...)` on the numpy arrays.
+the same generated images in memory, batch size, optimizer and epochs, `model.fit` both ways:
+- helpers: the notebooks' way: the pipeline from `helpers.data.batches`, the callbacks of
+  `helpers.experiment.Run.callbacks` (NaN check, CSV log, timer, phase record, per-epoch backup);
+- bare: `model.fit(x, y, validation_data=...)` on the numpy arrays, no callbacks.
 
 images/s = training images / the training part of an epoch (from its start to the start of
 its validation: the input pipeline and the train steps), fastest epoch after the first (the
@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import time
 
-import keras
 import numpy as np
 
 from benchmarks import common
-from helpers import finetune, train
+from helpers import config, data, experiment
 
 NAME = "training"
 BATCH = 32
@@ -39,32 +38,28 @@ def _rest(timer: common.EpochTimer) -> float:
 
 
 def measure(name: str, size: int, strategy: str, n_train: int, n_val: int, epochs: int) -> dict:
-    dev = common.device()
     image_data = common.image_data(n_train, n_val, size)
-    plan = train.TrainPlan(optimizer="adam", learning_rate=LEARNING_RATE, epochs=epochs,
-                           first_phase=strategy, strategy=strategy)
+    settings = config.resolve("03_tf_flowers_unfreezing_strategies", profile="smoke", redo=True,
+                              results_dir=common.SCRATCH / "results")
+    run = experiment.Run(settings, name, strategy, variant="bench", save=False)  # redo: no resuming
 
-    ours = common.classifier(name, size, fresh=True)
+    ours, _ = common.classifier(name, size, strategy=strategy, fresh=True)
+    common.compile_model(ours, LEARNING_RATE)
     ours_timer = common.EpochTimer()
-    _, ours_total = common.timed(lambda: train.train(
-        ours, image_data, plan, batch_size=BATCH, seed=common.SEED, verbose=0, xla=dev.xla,
-        callbacks=[ours_timer]))
+    _, ours_total = common.timed(lambda: ours.fit(
+        data.batches(image_data.train, BATCH, shuffle_seed=common.SEED),
+        validation_data=data.batches(image_data.val, BATCH), epochs=epochs, verbose=0,
+        callbacks=run.callbacks("fine-tune") + [ours_timer]))
+    experiment.cleanup(settings)
 
-    bare = common.classifier(name, size, fresh=True)
-    finetune.apply_strategy(bare.base, name, strategy)
+    bare, _ = common.classifier(name, size, strategy=strategy, fresh=True)
+    common.compile_model(bare, LEARNING_RATE)
     x, y = common.arrays(image_data.train)
     x_val, y_val = common.arrays(image_data.val)
     bare_timer = common.EpochTimer()
-
-    def fit():
-        bare.model.compile(optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
-                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                           metrics=["accuracy"], jit_compile=dev.xla)
-        bare.model.fit(x.astype(np.float32), y, batch_size=BATCH, epochs=epochs, shuffle=True,
-                       validation_data=(x_val.astype(np.float32), y_val), verbose=0,
-                       callbacks=[bare_timer])
-
-    _, bare_total = common.timed(fit)
+    _, bare_total = common.timed(lambda: bare.fit(
+        x.astype(np.float32), y, batch_size=BATCH, epochs=epochs, shuffle=True,
+        validation_data=(x_val.astype(np.float32), y_val), verbose=0, callbacks=[bare_timer]))
     row = {
         "model": name, "image_size": size, "trains": strategy, "train_images": n_train,
         "val_images": n_val, "epochs": epochs, "batch_size": BATCH,
@@ -87,7 +82,8 @@ def run(quick: bool = False) -> dict:
     common.device()
     rows = [measure(*config) for config in (QUICK if quick else CONFIGS)]
     common.table(
-        f"3. Training throughput (batch {BATCH}, Adam): helpers' train() against a bare model.fit",
+        f"3. Training throughput (batch {BATCH}, Adam): model.fit the notebooks' way against a bare "
+        "model.fit",
         [("model", "model", ""), ("image_size", "size", "d"), ("trains", "base trains", ""),
          ("train_images", "train", "d"),
          ("val_images", "val", "d"), ("epochs", "epochs", "d"),

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers import backbones
+
 
 class CourseError(Exception):
     """An error the user can fix; its message is one sentence that says how."""
@@ -59,27 +61,6 @@ def offline() -> bool:
     """True when downloads must not even be tried ($COURSE_OFFLINE=1)."""
     return os.environ.get("COURSE_OFFLINE", "") not in ("", "0", "false", "False")
 
-
-# ----------------------------------------------------------------------- backbones
-
-
-@dataclass(frozen=True)
-class BackboneFacts:
-    """What settings need to know about a backbone before any model is built."""
-
-    title: str
-    default_size: int
-    min_size: int
-    has_blocks: bool = True
-
-
-# The static facts of the backbone registry; `models.BACKBONES` adds constructors.
-BACKBONES: dict[str, BackboneFacts] = {
-    "resnet50": BackboneFacts("ResNet50", 224, 32),
-    "mobilenet": BackboneFacts("MobileNet (v1)", 224, 32),
-    "mobilenet_v2": BackboneFacts("MobileNetV2", 224, 32),
-    "efficientnetv2_b0": BackboneFacts("EfficientNetV2-B0", 224, 32),
-}
 
 # ----------------------------------------------------------------------- strategies
 
@@ -130,49 +111,100 @@ ARTICLE_STRATEGIES = (
     "blocks:4",
     "blocks:10",
 )
+PROFILE_NAMES = ("full", "laptop", "smoke")
+_BOTH = ("resnet50", "mobilenet")
+_V2_EFF = ("mobilenet_v2", "efficientnetv2_b0")
 
-# full: the article's settings (bugs fixed). smoke: offline, generated data,
-# stand-in weights, small images, sized to run in about two minutes on two CPU cores.
+# full: the article's settings (bugs fixed), real data, ImageNet weights, meant for a GPU.
+# laptop: the real data and ImageNet weights, sized to about ten minutes per notebook on a
+#   four-core laptop CPU (measured by `make bench-laptop`): a seeded stratified subset
+#   (LIMIT images per split), fewer epochs, smaller images where the comparison survives.
+# smoke: offline, generated data, stand-in weights, small images, about two minutes.
 PROFILES: dict[str, dict[str, Profile]] = {
     "01_cifar10_resnet50_vs_mobilenet": {
-        "full": Profile(("resnet50", "mobilenet"), {"resnet50": 30, "mobilenet": 100}, 0, 100, 32,
-                        "imagenet", strategies=("all",)),
-        "smoke": Profile(("resnet50", "mobilenet"), {"resnet50": 3, "mobilenet": 8}, 0, 50, 32,
-                         "standin", strategies=("all",)),
+        "full": Profile(_BOTH, {"resnet50": 30, "mobilenet": 100}, 0, 100, 32, "imagenet",
+                        strategies=("all",)),
+        "laptop": Profile(_BOTH, {"resnet50": 3, "mobilenet": 10}, 0, 100, 32, "imagenet",
+                          limit=4000, strategies=("all",)),
+        "smoke": Profile(_BOTH, {"resnet50": 3, "mobilenet": 8}, 0, 50, 32, "standin",
+                         strategies=("all",)),
     },
     "02_cifar10_resnet50_upsampling_finetune": {
         "full": Profile(("resnet50",), {"resnet50": 5}, 5, 20, 224, "imagenet",
                         strategies=("from:100",)),
+        "laptop": Profile(("resnet50",), {"resnet50": 3}, 2, 20, 128, "imagenet", limit=2000,
+                          strategies=("from:100",)),
         "smoke": Profile(("resnet50",), {"resnet50": 4}, 2, 20, 64, "standin",
                          strategies=("from:100",)),
     },
     "03_tf_flowers_unfreezing_strategies": {
-        "full": Profile(("resnet50", "mobilenet"), {"resnet50": 5, "mobilenet": 5}, 15, 32, 224,
-                        "imagenet", strategies=ARTICLE_STRATEGIES),
-        "smoke": Profile(("resnet50", "mobilenet"), {"resnet50": 5, "mobilenet": 5}, 1, 32, 48,
-                         "standin", strategies=ARTICLE_STRATEGIES),
+        "full": Profile(_BOTH, {"resnet50": 5, "mobilenet": 5}, 15, 32, 224, "imagenet",
+                        strategies=ARTICLE_STRATEGIES),
+        "laptop": Profile(_BOTH, {"resnet50": 5, "mobilenet": 5}, 3, 32, 128, "imagenet",
+                          limit=800, strategies=ARTICLE_STRATEGIES),
+        "smoke": Profile(_BOTH, {"resnet50": 5, "mobilenet": 5}, 1, 32, 48, "standin",
+                         strategies=ARTICLE_STRATEGIES),
     },
     "04_animals_mobilenetv2_vs_efficientnetv2": {
-        "full": Profile(("mobilenet_v2", "efficientnetv2_b0"),
-                        {"mobilenet_v2": 10, "efficientnetv2_b0": 25}, 0, 32, 224, "imagenet"),
-        "smoke": Profile(("mobilenet_v2", "efficientnetv2_b0"),
-                         {"mobilenet_v2": 4, "efficientnetv2_b0": 10}, 0, 32, 64, "standin"),
+        "full": Profile(_V2_EFF, {"mobilenet_v2": 10, "efficientnetv2_b0": 25}, 0, 32, 224,
+                        "imagenet"),
+        "laptop": Profile(_V2_EFF, {"mobilenet_v2": 10, "efficientnetv2_b0": 25}, 0, 32, 160,
+                          "imagenet", limit=1500),
+        "smoke": Profile(_V2_EFF, {"mobilenet_v2": 4, "efficientnetv2_b0": 10}, 0, 32, 64,
+                         "standin"),
     },
     "05_cats_vs_dogs_feature_extraction": {
         "full": Profile(("mobilenet_v2",), {"mobilenet_v2": 10}, 0, 32, 160, "imagenet"),
+        "laptop": Profile(("mobilenet_v2",), {"mobilenet_v2": 5}, 0, 32, 160, "imagenet",
+                          limit=1000),
         "smoke": Profile(("mobilenet_v2",), {"mobilenet_v2": 10}, 0, 32, 64, "standin"),
     },
-    "06_results_summary": {
-        "full": Profile((), {}, 0, 1, 32, None),
-        "smoke": Profile((), {}, 0, 1, 32, None),
-    },
+    "06_results_summary": dict.fromkeys(PROFILE_NAMES, Profile((), {}, 0, 1, 32, None)),
+    "07_light_models_on_device": dict.fromkeys(PROFILE_NAMES, Profile((), {}, 0, 1, 32, None)),
 }
 
 NOTEBOOKS = tuple(PROFILES)
 SUMMARY_NOTEBOOK = "06_results_summary"
+READS_RECORDS = (SUMMARY_NOTEBOOK, "07_light_models_on_device")  # they train nothing
 
 # Constraints that belong to one notebook's procedure.
 IMAGE_SIZE_MULTIPLE = {"02_cifar10_resnet50_upsampling_finetune": 32}
+
+# Rough hours of the full profile per notebook: on one recent GPU, and on a two-core CPU.
+FULL_HOURS = {
+    "01_cifar10_resnet50_vs_mobilenet": (1.0, 60),
+    "02_cifar10_resnet50_upsampling_finetune": (2.0, 200),
+    "03_tf_flowers_unfreezing_strategies": (1.5, 90),
+    "04_animals_mobilenetv2_vs_efficientnetv2": (0.5, 20),
+    "05_cats_vs_dogs_feature_extraction": (0.1, 2),
+}
+
+
+def has_gpu() -> bool:
+    """Whether TensorFlow sees a GPU."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def choose_profile(profile: Any, notebook: str, limit: Any = None) -> str:
+    """The profile to run: "auto" is full with a GPU and laptop without. The full profile on a
+    machine without a GPU stops here, before hours of training start, unless LIMIT makes it a
+    dry run or $COURSE_FULL_ON_CPU=1 says that is what you want."""
+    name = str(profile).strip().lower()
+    if name == "auto":
+        return "full" if has_gpu() else "laptop"
+    if name not in PROFILE_NAMES:
+        raise SettingsError(f"PROFILE must be 'auto', 'full', 'laptop' or 'smoke', got {profile!r}.")
+    hours = FULL_HOURS.get(notebook, (0, 0))[1]
+    if (name == "full" and hours and limit is None and not has_gpu()
+            and os.environ.get("COURSE_FULL_ON_CPU", "") in ("", "0")):
+        raise SettingsError(
+            f"PROFILE 'full' would train for about {hours:g} hours on this machine, which has no "
+            "GPU; use PROFILE = 'laptop' (the real data, about ten minutes) or 'smoke' (offline, "
+            "two minutes), or set COURSE_FULL_ON_CPU=1 to go ahead."
+        )
+    return name
 
 
 # ------------------------------------------------------------------------ settings
@@ -198,11 +230,19 @@ class Settings:
     redo: bool = False
     mixed_precision: bool | None = None
     xla: bool | None = None
+    save_models: bool | None = None  # None: those the notebook reports; True: all; False: none
     extra: dict[str, Any] = field(default_factory=dict)
 
     def epochs_for(self, model: str) -> int:
         """Frozen-phase epochs of one model."""
         return self.epochs[model]
+
+    @property
+    def verbose(self) -> int:
+        """`verbose=` for `fit`: a bar per epoch when watched, one line per epoch when headless."""
+        from helpers.progress import keras_verbose
+
+        return keras_verbose()
 
     @property
     def record_dir(self) -> Path:
@@ -253,7 +293,7 @@ def _int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-def _names(name: str, value: Any) -> tuple[str, ...]:
+def names(name: str, value: Any) -> tuple[str, ...]:
     """A list of names: a list, a tuple, 'a,b' or "['a', 'b']" from the command line."""
     if isinstance(value, str):
         text = value.strip()
@@ -301,7 +341,7 @@ def _epochs(value: Any, models: tuple[str, ...], default: dict[str, int]) -> dic
 def resolve(
     notebook: str,
     *,
-    profile: str = "full",
+    profile: str = "auto",
     data_dir: Any = None,
     weights: Any = None,
     epochs: Any = None,
@@ -316,29 +356,23 @@ def resolve(
     redo: Any = False,
     mixed_precision: Any = None,
     xla: Any = None,
+    save_models: Any = None,
     **extra: Any,
 ) -> Settings:
     """Check the parameters cell's values and fill the rest from the profile."""
     if notebook not in PROFILES:
         raise SettingsError(f"Unknown notebook {notebook!r}; expected one of {', '.join(NOTEBOOKS)}.")
-    profile = str(profile).strip().lower()
-    if profile not in PROFILES[notebook]:
-        raise SettingsError(f"PROFILE must be 'full' or 'smoke', got {profile!r}.")
+    profile = choose_profile(profile, notebook, limit)
     defaults = PROFILES[notebook][profile]
 
-    chosen = defaults.models if models is None else _names("MODELS", models)
-    unknown = [m for m in chosen if m not in BACKBONES]
-    if unknown:
-        raise SettingsError(
-            f"Unknown model {unknown[0]!r} in MODELS; choose from {', '.join(BACKBONES)}."
-        )
+    chosen = defaults.models if models is None else names("MODELS", models)
 
     size = defaults.image_size if image_size is None else _int("IMAGE_SIZE", image_size, 1)
-    for m in chosen:
-        if size < BACKBONES[m].min_size:
+    for spec in map(backbones.get, chosen):
+        if size < spec.min_size:
             raise SettingsError(
-                f"IMAGE_SIZE {size} is below {BACKBONES[m].title}'s minimum of "
-                f"{BACKBONES[m].min_size}; use {BACKBONES[m].min_size} or more."
+                f"IMAGE_SIZE {size} is below {spec.title}'s minimum of {spec.min_size}; "
+                f"use {spec.min_size} or more."
             )
     multiple = IMAGE_SIZE_MULTIPLE.get(notebook)
     if multiple and size % multiple:
@@ -347,7 +381,7 @@ def resolve(
             f"by a whole factor), got {size}."
         )
 
-    chosen_strategies = defaults.strategies if strategies is None else _names("STRATEGIES", strategies)
+    chosen_strategies = defaults.strategies if strategies is None else names("STRATEGIES", strategies)
     for s in chosen_strategies:
         parse_strategy(s)
 
@@ -396,5 +430,6 @@ def resolve(
         redo=bool(_bool("REDO", redo)),
         mixed_precision=_bool("MIXED_PRECISION", mixed_precision),
         xla=_bool("XLA", xla),
+        save_models=_bool("SAVE_MODELS", save_models),
         extra=dict(extra),
     )

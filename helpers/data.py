@@ -1,23 +1,20 @@
-"""Data sets: real sources, offline sample data, seeded splits and `tf.data` pipelines.
+"""Data sets: real sources, seeded splits and `tf.data` pipelines.
 
 Every loader returns an `ImageData`: three unbatched, ordered splits of
 (uint8 image, int label) examples plus what was learned on the way (class names,
-counts, skipped files, a fingerprint of the split membership). `batches` turns a
-split into the pipeline `model.fit` reads.
+counts, the layout found, skipped files, a fingerprint of the split membership).
+`batches` turns a split into the pipeline `model.fit` reads.
 
-Real image folders are scanned once before training: files that cannot be decoded
-are skipped and counted, odd formats (CMYK, 16-bit, very large, ...) are converted
-to RGB once into the cache, so nothing fails mid-epoch.
+Image folders are scanned once before training by `helpers.folders` (its docstring has the
+rules: what is a class, what is an image, what is skipped); tensorflow_datasets sources are
+split by their labels, read without decoding. Every split is seeded and stratified.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
-import io
 import os
 import pickle
-import shutil
 import socket
 import tarfile
 import urllib.parse
@@ -27,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageDraw, ImageFile
 
-from helpers.config import CourseError, Settings, SettingsError, cache_dir, offline, project_root
+from helpers.config import Settings, SettingsError, offline, project_root
+from helpers.folders import DataError, FolderScan, is_data, scan_folder
+from helpers.samples import sample_arrays, sample_folder
 
 AUTOTUNE = tf.data.AUTOTUNE
-SAMPLE_VERSION = "v1"  # bump when the generator changes, so caches are rebuilt
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -44,14 +41,12 @@ CATS_DOGS_CLASSES = ("cats", "dogs")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CATS_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 FLOWERS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
-MAX_PIXELS = 40_000_000  # larger images are downscaled once into the cache
-
-
-class DataError(CourseError):
-    """Data that is missing or unusable; the message names the source and the folder."""
-
+# What tensorflow_datasets downloads to prepare cats_vs_dogs (23,262 images, labels 0 cat, 1 dog).
+CATS_DOGS_TFDS_URL = (
+    "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/"
+    "kagglecatsanddogs_5340.zip"
+)
+ARTICLE_CATS_DOGS = (4000, 1000)  # per class: the article's 8,000 training, 2,000 validation images
 
 # ---------------------------------------------------------------------- container
 
@@ -71,6 +66,7 @@ class ImageData:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     converted: int = 0
     fingerprint: str = ""
+    layout: str = ""  # how the splits were made, e.g. "pre-split: Train/, valid/, Test/"
 
     @property
     def num_classes(self) -> int:
@@ -84,9 +80,7 @@ class ImageData:
         """Images per class and split, as a pandas DataFrame."""
         import pandas as pd
 
-        table = pd.DataFrame(
-            {split: counts for split, counts in self.counts.items()}, index=self.class_names
-        )
+        table = pd.DataFrame(self.counts, index=self.class_names)
         table.loc["total"] = table.sum()
         return table
 
@@ -99,10 +93,9 @@ class ImageData:
         """A few lines on the source, the split and anything skipped."""
         lines = [
             f"{self.name}: {self.num_classes} classes from {self.source}",
-            "train {} / validation {} / test {} images at {}x{}".format(
-                self.size("train"), self.size("val"), self.size("test"),
-                self.image_size, self.image_size,
-            ),
+            *([self.layout] if self.layout else []),
+            f"train {self.size('train')} / validation {self.size('val')} / test {self.size('test')} "
+            f"images at {self.image_size}x{self.image_size}",
             f"split fingerprint {self.fingerprint}",
         ]
         ratio = self.imbalance()
@@ -124,22 +117,46 @@ class ImageData:
 # ---------------------------------------------------------------------- pipelines
 
 
-def batches(
-    examples: tf.data.Dataset,
-    batch_size: int,
-    *,
-    shuffle_seed: int | None = None,
-    size: int | None = None,
-) -> tf.data.Dataset:
-    """Batch a split for Keras; shuffle (seeded, every epoch) only when a seed is given."""
+# The epoch being trained: each epoch's shuffle order depends on the seed and this number
+# only, so a run resumed at epoch k sees the same orders as one that never stopped (set by
+# train.Resume at the start of every epoch; otherwise it counts the passes itself).
+_EPOCH = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+
+def set_epoch(epoch: int) -> None:
+    """The epoch whose shuffle order the next pass over a shuffled split uses."""
+    _EPOCH.assign(epoch)
+
+
+def batches(examples: tf.data.Dataset, batch_size: int, *, shuffle_seed: int | None = None,
+            size: int | None = None) -> tf.data.Dataset:
+    """Batch a split for Keras (uint8 images become float32 pixels, cached outputs keep their
+    dtype); reshuffle every epoch, seeded, only when a seed is given."""
     ds = examples
     if shuffle_seed is not None:
         count = size if size is not None else int(ds.cardinality())
-        buffer = count if count > 0 else 10_000
-        ds = ds.shuffle(min(buffer, 50_000), seed=shuffle_seed, reshuffle_each_iteration=True)
+        buffer = min(count if count > 0 else 10_000, 50_000)
+
+        def epoch_order(_):
+            epoch = _EPOCH.assign_add(1) - 1
+            return examples.shuffle(buffer, seed=shuffle_seed * 1_000_003 + epoch,
+                                    reshuffle_each_iteration=False)
+
+        ds = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(epoch_order)
+        if count > 0:  # so Keras knows the steps per epoch
+            ds = ds.apply(tf.data.experimental.assert_cardinality(count))
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+    # a cheap cast, done in order: a parallel map after the stateful epoch counter makes
+    # TensorFlow log a spurious error about a graph rewrite when op determinism is on
+    ds = ds.map(lambda x, y: (tf.nest.map_structure(
+        lambda t: tf.cast(t, tf.float32) if t.dtype == tf.uint8 else t, x), y))
     return ds.prefetch(AUTOTUNE)
+
+
+def count(examples: tf.data.Dataset) -> int:
+    """Number of examples in a split (counted when tf.data does not know it)."""
+    known = int(examples.cardinality())
+    return known if known >= 0 else int(examples.reduce(0, lambda n, _: n + 1))
 
 
 def _fits_in_memory(count: int, image_size: int, budget_fraction: float = 0.3) -> bool:
@@ -157,59 +174,63 @@ def _decode_resize(data: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
 
 
+def _decoded(encoded: tf.data.Dataset, image_size: int, count: int) -> tf.data.Dataset:
+    """(encoded image, label) pairs decoded and resized in parallel, in order, cached in memory
+    when they fit."""
+    ds = encoded.map(lambda data, y: (_decode_resize(data, image_size), tf.cast(y, tf.int32)),
+                     num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.cache() if _fits_in_memory(count, image_size) else ds
+
+
 def examples_from_files(paths: Sequence[str], labels: Sequence[int], image_size: int) -> tf.data.Dataset:
     """Decode and resize image files in parallel, in order, cached in memory when they fit."""
     ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, np.int32)))
-    ds = ds.map(
-        lambda p, y: (_decode_resize(tf.io.read_file(p), image_size), y),
-        num_parallel_calls=AUTOTUNE,
-        deterministic=True,
-    )
-    return ds.cache() if _fits_in_memory(len(paths), image_size) else ds
+    files = ds.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _decoded(files, image_size, len(paths))
 
 
 def examples_from_arrays(images: np.ndarray, labels: np.ndarray, image_size: int | None = None) -> tf.data.Dataset:
     """Examples from in-memory uint8 arrays (resized only when a different size is asked)."""
     ds = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int32).reshape(-1)))
     if image_size is not None and image_size != images.shape[1]:
-        ds = ds.map(
-            lambda x, y: (
-                tf.cast(tf.round(tf.image.resize(x, (image_size, image_size))), tf.uint8),
-                y,
-            ),
-            num_parallel_calls=AUTOTUNE,
-        )
+        size = (image_size, image_size)
+        ds = ds.map(lambda x, y: (tf.cast(tf.round(tf.image.resize(x, size)), tf.uint8), y),
+                    num_parallel_calls=AUTOTUNE)
     return ds
 
 
 def take_images(examples: tf.data.Dataset, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` examples of a split as numpy arrays (for grids and checks)."""
-    images, labels = [], []
-    for image, label in examples.take(count):
-        images.append(image.numpy())
-        labels.append(int(label))
-    return np.stack(images), np.asarray(labels)
+    pairs = [(image.numpy(), int(label)) for image, label in examples.take(count)]
+    return np.stack([image for image, _ in pairs]), np.asarray([label for _, label in pairs])
 
 
 # ------------------------------------------------------------------------- splits
 
 
-def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
-    """Split indices per class with a seeded shuffle; every class lands in every split
-    it can, and each split is ordered round-robin over classes (so a LIMIT stays balanced)."""
+def stratified_split(labels: np.ndarray, fractions: Sequence[float] | None, seed: int,
+                     per_class: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Split indices per class with a seeded shuffle, by `fractions`; or, with `per_class`,
+    exactly per_class[k] images of every class for part k (fewer when a class runs out, the
+    rest unused). Every class lands in every split it can, and each split is ordered
+    round-robin over classes (so a LIMIT stays balanced)."""
     labels = np.asarray(labels).reshape(-1)
-    fractions = np.asarray(fractions, float) / np.sum(fractions)
     rng = np.random.default_rng(seed)
-    parts: list[list[tuple[int, int, int]]] = [[] for _ in fractions]
+    sizes_given = fractions if per_class is None else per_class
+    parts: list[list[tuple[int, int, int]]] = [[] for _ in sizes_given]
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         rng.shuffle(idx)
         n = len(idx)
-        sizes = np.floor(fractions * n).astype(int)
-        for k in range(1, len(sizes)):  # small classes still reach every split
-            if sizes[k] == 0 and fractions[k] > 0 and n >= len(sizes):
-                sizes[k] = 1
-        sizes[0] = n - sizes[1:].sum()
+        if per_class is not None:
+            sizes = np.diff(np.minimum(np.cumsum(per_class), n), prepend=0)
+        else:
+            shares = np.asarray(fractions, float) / np.sum(fractions)
+            sizes = np.floor(shares * n).astype(int)
+            for k in range(1, len(sizes)):  # small classes still reach every split
+                if sizes[k] == 0 and shares[k] > 0 and n >= len(sizes):
+                    sizes[k] = 1
+            sizes[0] = n - sizes[1:].sum()
         start = 0
         for k, size in enumerate(sizes):
             for rank, index in enumerate(idx[start : start + size]):
@@ -237,6 +258,19 @@ def _counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.bincount(np.asarray(labels, int), minlength=num_classes)
 
 
+def check_classes(data: ImageData, expected: Sequence[str]) -> str:
+    """One sentence comparing the classes found with those the article's data set has (other
+    classes are fine for your own images: nothing stops)."""
+    found = ", ".join(data.class_names)
+    if sorted(c.lower() for c in data.class_names) == sorted(c.lower() for c in expected):
+        return f"{data.num_classes} classes, as in the article's data set: {found}."
+    return (
+        f"{data.num_classes} classes ({found}) where the article's data set has {len(expected)} "
+        f"({', '.join(expected)}): fine for your own images, but the results are then not "
+        "comparable with the article's."
+    )
+
+
 def check_batch_size(data: ImageData, batch_size: int) -> None:
     """Stop with one sentence when a batch would be larger than the training set."""
     n = data.size("train")
@@ -247,172 +281,14 @@ def check_batch_size(data: ImageData, batch_size: int) -> None:
         )
 
 
-# ------------------------------------------------------------------ image folders
-
-
-@dataclass
-class FolderScan:
-    """The readable images of a class-per-subfolder tree."""
-
-    root: Path
-    class_names: list[str]
-    paths: list[str]
-    labels: np.ndarray
-    skipped: list[tuple[str, str]]
-    converted: int
-
-
-def _convert_into_cache(path: Path, image: Image.Image) -> str:
-    stat = path.stat()
-    key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-    target = cache_dir() / "converted" / f"{key}.png"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(image, dtype=np.float64)
-            peak = array.max() if array.max() > 255 else 255.0
-            image = Image.fromarray((array / max(peak, 1.0) * 255).astype(np.uint8))
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            image = Image.new("RGB", rgba.size, (255, 255, 255))
-            image.paste(rgba, mask=rgba.getchannel("A"))
-        image = image.convert("RGB")
-        if image.width * image.height > MAX_PIXELS:
-            image.thumbnail((4096, 4096))
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        image.save(tmp, format="PNG")
-        os.replace(tmp, target)
-    return str(target)
-
-
-_NATIVE = {  # what tf.io.decode_image reads correctly with channels=3
-    "JPEG": {"RGB", "L"},
-    "PNG": {"RGB", "RGBA", "L", "P"},
-    "GIF": {"P", "L", "RGB"},
-    "BMP": {"RGB", "L", "P"},
-}
-
-
-def check_image(path: Path) -> tuple[str | None, str | None, bool]:
-    """Decode one file fully. Returns (usable path, reason skipped, converted?)."""
-    try:
-        if path.stat().st_size == 0:
-            return None, "empty file", False
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except PermissionError:
-        return None, "unreadable (permission denied)", False
-    except OSError as error:
-        return None, f"unreadable ({error.strerror or error})", False
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            fmt, mode, size = image.format, image.mode, image.size
-            if fmt == "JPEG":
-                image.draft(mode if mode in ("RGB", "L") else None, (256, 256))
-            image.load()
-            native = mode in _NATIVE.get(fmt, set()) and size[0] * size[1] <= MAX_PIXELS
-            if native:
-                return str(path), None, False
-    except Image.DecompressionBombError:
-        pass  # very large: decoded again below, downscaled, without the bomb check
-    except Image.UnidentifiedImageError:
-        return None, "not an image", False
-    except (OSError, SyntaxError, ValueError):
-        return None, "truncated or corrupt image", False
-    try:
-        limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format == "JPEG":
-                image.draft("RGB", (4096, 4096))
-            image.load()
-            return _convert_into_cache(path, image), None, True
-    except (OSError, SyntaxError, ValueError):
-        return None, "truncated or corrupt image", False
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-
-
-def _class_folders(root: Path, expected: Sequence[str] | None = None) -> list[Path]:
-    if not root.is_dir():
-        raise DataError(f"{root} is not a folder.")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if expected is not None:
-        names = [p.name for p in folders]
-        missing = [c for c in expected if c not in names]
-        if missing:
-            raise DataError(
-                f"{root} has no {missing[0]}/ folder; expected one subfolder per class: "
-                f"{', '.join(expected)}."
-            )
-        folders = [root / c for c in expected]
-    if not folders:
-        raise DataError(
-            f"{root} has no class subfolders; put each class's images in its own "
-            f"subfolder ({root}/<class name>/<image>.jpg)."
-        )
-    if len(folders) == 1:
-        raise DataError(
-            f"{root} has only one class folder ({folders[0].name}/); a classifier needs "
-            "at least two, one subfolder per class."
-        )
-    return folders
-
-
-def scan_folder(root: Path | str, expected: Sequence[str] | None = None, progress: bool = True) -> FolderScan:
-    """List and check every file of a class-per-subfolder tree (in parallel)."""
-    root = Path(root)
-    folders = _class_folders(root, expected)
-    entries: list[tuple[Path, int]] = []
-    for label, folder in enumerate(folders):
-        files = sorted(
-            p for p in folder.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        )
-        entries += [(p, label) for p in files]
-    paths: list[str] = []
-    labels: list[int] = []
-    skipped: list[tuple[str, str]] = []
-    converted = 0
-    workers = min(16, 2 * (os.cpu_count() or 1))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = pool.map(lambda entry: check_image(entry[0]), entries)
-        for (path, label), (usable, reason, was_converted) in zip(entries, results):
-            if usable is None:
-                skipped.append((str(path.relative_to(root)), reason or "unreadable"))
-            else:
-                paths.append(usable)
-                labels.append(label)
-                converted += was_converted
-    labels_array = np.asarray(labels, np.int32)
-    counts = _counts(labels_array, len(folders))
-    for folder, count in zip(folders, counts):
-        if count == 0:
-            raise DataError(
-                f"Class folder {folder} has no readable images; add images to it or remove it."
-            )
-    if progress and len(entries) > 2000:
-        print(f"checked {len(entries)} files under {root}")
-    return FolderScan(root, [f.name for f in folders], paths, labels_array, skipped, converted)
-
-
-def _relative_members(scan: FolderScan, indices: np.ndarray) -> list[str]:
-    return [f"{scan.labels[i]}:{Path(scan.paths[i]).name}" for i in indices]
-
-
-def folder_splits(
-    name: str,
-    scans: dict[str, FolderScan],
-    fractions: dict[str, dict[str, float]],
-    image_size: int,
-    seed: int,
-    limit: int | None,
-    source: str,
-) -> ImageData:
+def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, dict[str, float]],
+                  image_size: int, seed: int, limit: int | None, source: str, layout: str = "",
+                  ) -> ImageData:
     """Build the three splits from scanned folders.
 
-    `fractions` maps each scanned folder to the share of it each split takes, e.g.
-    {"all": {"train": .8, "val": .1, "test": .1}} for one folder, or
+    `scans` and `fractions` are keyed by each folder's path below the data set's root ("" for
+    the root itself); `fractions` gives the share of that folder each split takes, e.g.
+    {"": {"train": .8, "val": .1, "test": .1}} for one folder, or
     {"train": {"train": 1}, "validation": {"val": .8, "test": .2}} for the article's tree.
     """
     class_names = None
@@ -427,7 +303,7 @@ def folder_splits(
                 f"{scan.root} has classes {scan.class_names}, but {class_names} were found "
                 "beside it; every split needs the same class folders."
             )
-        skipped += [(f"{folder}/{path}", reason) for path, reason in scan.skipped]
+        skipped += [(f"{folder}/{path}" if folder else path, reason) for path, reason in scan.skipped]
         converted += scan.converted
         targets = fractions[folder]
         parts = stratified_split(scan.labels, list(targets.values()), seed)
@@ -436,7 +312,7 @@ def folder_splits(
             picked[split] = (
                 [scan.paths[i] for i in indices],
                 scan.labels[indices],
-                _relative_members(scan, indices),
+                [f"{scan.labels[i]}:{scan.names[i]}" for i in indices],
             )
     assert class_names is not None
     for split in ("train", "val", "test"):
@@ -454,151 +330,8 @@ def folder_splits(
         skipped=skipped,
         converted=converted,
         fingerprint=fingerprint(*(picked[s][2] for s in ("train", "val", "test"))),
+        layout=layout,
     )
-
-
-# ------------------------------------------------------------------- sample data
-
-
-def _palette(num_classes: int) -> list[tuple[int, int, int]]:
-    import colorsys
-
-    return [
-        tuple(int(255 * c) for c in colorsys.hsv_to_rgb(k / num_classes, 0.85, 0.95))
-        for k in range(num_classes)
-    ]
-
-
-SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond", "hbar", "vbar", "x", "dots")
-
-
-def draw_sample(label: int, num_classes: int, size: int, rng: np.random.Generator,
-                colour_shift: int = 0) -> np.ndarray:
-    """One generated image: class `label` is shape `label` in colour `label + colour_shift`
-    of a `num_classes`-colour palette, at a random place and size on a noisy background."""
-    background = rng.integers(60, 190, size=3)
-    array = np.clip(
-        background + rng.normal(0, 18, size=(size, size, 3)), 0, 255
-    ).astype(np.uint8)
-    image = Image.fromarray(array)
-    draw = ImageDraw.Draw(image)
-    colour = np.array(_palette(num_classes)[(label + colour_shift) % num_classes])
-    colour = colour + rng.integers(-25, 26, size=3)
-    fill = tuple(int(c) for c in np.clip(colour, 0, 255))
-    extent = rng.uniform(0.35, 0.6) * size
-    cx, cy = rng.uniform(0.3, 0.7, size=2) * size
-    x0, y0, x1, y1 = cx - extent / 2, cy - extent / 2, cx + extent / 2, cy + extent / 2
-    width = max(2, int(extent / 5))
-    shape = SHAPES[label % len(SHAPES)]
-    if shape == "circle":
-        draw.ellipse((x0, y0, x1, y1), fill=fill)
-    elif shape == "square":
-        draw.rectangle((x0, y0, x1, y1), fill=fill)
-    elif shape == "triangle":
-        draw.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=fill)
-    elif shape == "cross":
-        draw.rectangle((cx - width, y0, cx + width, y1), fill=fill)
-        draw.rectangle((x0, cy - width, x1, cy + width), fill=fill)
-    elif shape == "ring":
-        draw.ellipse((x0, y0, x1, y1), outline=fill, width=width)
-    elif shape == "diamond":
-        draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=fill)
-    elif shape == "hbar":
-        draw.rectangle((x0, cy - width, x1, cy + width), fill=fill)
-    elif shape == "vbar":
-        draw.rectangle((cx - width, y0, cx + width, y1), fill=fill)
-    elif shape == "x":
-        draw.line((x0, y0, x1, y1), fill=fill, width=width)
-        draw.line((x0, y1, x1, y0), fill=fill, width=width)
-    else:
-        r = max(1.5, extent / 8)
-        for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
-            px, py = cx + dx * extent / 4, cy + dy * extent / 4
-            draw.ellipse((px - r, py - r, px + r, py + r), fill=fill)
-    return np.asarray(image)
-
-
-def source_task(count: int, size: int, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
-    """The generated source task the smoke profile's stand-in weights learn: ten classes of
-    shapes, each in a colour of a ten-colour palette. The notebooks' sample data sets use
-    other class counts, palettes and pairings, so a smoke run transfers from a related task
-    to a new one, as ImageNet weights transfer to flowers or pets."""
-    images, labels = sample_arrays(count, 10, size, seed)
-    return images, labels.astype(np.int32)
-
-
-def sample_arrays(count: int, num_classes: int, size: int, seed: int,
-                  colour_shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Generated, learnable images in memory (class k: shape k in colour k + colour_shift)."""
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(count) % num_classes).astype(np.uint8)
-    images = np.stack([draw_sample(int(k), num_classes, size, rng, colour_shift) for k in labels])
-    return images, labels
-
-
-def _write_odd_files(folder: Path, label: int, num_classes: int, rng: np.random.Generator) -> None:
-    """The kinds of files real folders contain: broken ones and unusual but valid ones."""
-    good = Image.fromarray(draw_sample(label, num_classes, 96, rng))
-    buffer = io.BytesIO()
-    good.save(buffer, format="JPEG", quality=90)
-    data = buffer.getvalue()
-    (folder / "zz_truncated.jpg").write_bytes(data[: len(data) // 3])
-    (folder / "zz_empty.jpg").write_bytes(b"")
-    (folder / "zz_notes.txt").write_text("not an image\n")
-    good.convert("L").save(folder / "zz_grayscale.jpg", quality=90)
-    good.convert("CMYK").save(folder / "zz_cmyk.jpg", quality=90)
-    rgba = good.convert("RGBA")
-    rgba.putalpha(200)
-    rgba.save(folder / "zz_rgba.png")
-    deep = (np.asarray(good.convert("L"), np.uint16) * 257).astype(np.uint16)
-    Image.fromarray(deep).save(folder / "zz_16bit.png")
-
-
-def _write_images(folder: Path, label: int, num_classes: int, count: int, rng: np.random.Generator) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        side = int(rng.integers(72, 129))
-        Image.fromarray(draw_sample(label, num_classes, side, rng)).save(
-            folder / f"{folder.name}.{i:04d}.jpg", quality=90
-        )
-
-
-def sample_folder(
-    name: str,
-    class_names: Sequence[str],
-    per_class: dict[str, int],
-    *,
-    odd_files: bool = True,
-    seed: int = 0,
-) -> Path:
-    """Generate (once, into the cache) an image-folder data set of coloured shapes.
-
-    `per_class` maps a subfolder to the images per class in it, e.g. {"": 70} for
-    one class-per-subfolder tree, {"train": 200, "validation": 100} for the article's.
-    With `odd_files`, the first class of the first subfolder also gets a truncated JPEG,
-    an empty file, a text file, and grayscale, CMYK, RGBA and 16-bit images.
-    """
-    key = f"{name}-{SAMPLE_VERSION}-{seed}-" + hashlib.sha1(
-        repr((list(class_names), sorted(per_class.items()), odd_files)).encode()
-    ).hexdigest()[:8]
-    root = cache_dir() / "samples" / key
-    if (root / ".complete").exists():
-        return root
-    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    rng = np.random.default_rng(seed)
-    for sub_index, (sub, count) in enumerate(per_class.items()):
-        for label, cls in enumerate(class_names):
-            folder = tmp / sub / cls if sub else tmp / cls
-            _write_images(folder, label, len(class_names), count, rng)
-            if odd_files and sub_index == 0 and label == 0:
-                _write_odd_files(folder, label, len(class_names), rng)
-    (tmp / ".complete").write_text("ok\n")
-    try:
-        os.replace(tmp, root)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
 
 
 # --------------------------------------------------------------------- downloads
@@ -621,6 +354,66 @@ def default_data_root() -> Path:
     return project_root() / "data"
 
 
+def _split_text(fractions: Sequence[float], seed: int) -> str:
+    return f"split {'/'.join(str(round(100 * f)) for f in fractions)} (stratified, seed {seed})"
+
+
+# ------------------------------------------------------------- tensorflow_datasets
+
+
+def _tfds_builder(name: str, data_dir: str | None = None):
+    import tensorflow_datasets as tfds
+
+    # $TFDS_DATA_DIR is read here, not only when tensorflow_datasets was imported
+    return tfds.builder(name, data_dir=data_dir or os.environ.get("TFDS_DATA_DIR"))
+
+
+def _tfds_examples(builder, url: str, missing: str) -> tuple[tf.data.Dataset, np.ndarray]:
+    """The one 'train' split of a tfds image data set, undecoded, and its labels; prepared
+    first (downloading from `url`) when needed, else DataError(`missing`)."""
+    import tensorflow_datasets as tfds
+
+    if not builder.is_prepared():
+        if not can_download(url):
+            raise DataError(missing)
+        builder.download_and_prepare()
+    raw = builder.as_dataset(split="train", shuffle_files=False, as_supervised=True,
+                             decoders={"image": tfds.decode.SkipDecoding()})
+    labels = list(raw.map(lambda _, y: y).batch(4096).as_numpy_iterator())
+    return raw, np.concatenate(labels or [np.zeros(0)]).astype(np.int32)
+
+
+def _tfds_image_data(name: str, builder, raw: tf.data.Dataset, labels: np.ndarray,
+                     parts: Sequence[np.ndarray], settings: Settings, layout: str,
+                     class_names: Sequence[str] | None = None) -> ImageData:
+    """Train, validation and test splits of a tfds data set by example index (LIMIT applied,
+    BATCH_SIZE checked); within a split, examples keep tfds's own fixed order and are decoded
+    like folder files."""
+    parts = [np.sort(_limit(p, settings.limit)) for p in parts]
+    class_names = list(class_names or builder.info.features["label"].names)
+    indexed = raw.enumerate()
+
+    def subset(indices: np.ndarray) -> tf.data.Dataset:
+        table = tf.constant(np.isin(np.arange(len(labels)), indices))
+        picked = indexed.filter(lambda i, example: tf.gather(table, i)).map(lambda i, example: example)
+        return _decoded(picked, settings.image_size, len(indices))
+
+    data = ImageData(
+        name=name,
+        train=subset(parts[0]),
+        val=subset(parts[1]),
+        test=subset(parts[2]),
+        class_names=class_names,
+        counts={s: _counts(labels[p], len(class_names)) for s, p in zip(("train", "val", "test"), parts)},
+        source=f"tensorflow_datasets {builder.name} ({builder.data_dir})",
+        image_size=settings.image_size,
+        fingerprint=fingerprint(*(p.tolist() for p in parts)),
+        layout=layout,
+    )
+    check_batch_size(data, settings.batch_size)
+    return data
+
+
 # ---------------------------------------------------------------- cats vs dogs
 
 
@@ -631,9 +424,16 @@ def _cats_dogs_root(base: Path) -> Path | None:
     return None
 
 
-def load_cats_vs_dogs(settings: Settings, test_fraction: float = 0.2) -> ImageData:
-    """Cats vs dogs: a `train/` + `validation/` tree; the test set is carved from validation
-    with a seeded split at the file level, so no image is in both."""
+def load_cats_vs_dogs(settings: Settings, test_fraction: float = 0.2,
+                      per_class: Sequence[int] = ARTICLE_CATS_DOGS) -> ImageData:
+    """Cats vs dogs: a `train/` + `validation/` tree, or tensorflow_datasets' cats_vs_dogs cut
+    to `per_class` (training, validation) images per class with a seeded, stratified subset.
+    The test set is carved from validation with a seeded split at the file level, so no
+    image is in both.
+
+    Sources: DATA_DIR; on the smoke profile, generated images; otherwise tfds cats_vs_dogs
+    when prepared here, a tree in data/, a tfds download, then the public
+    cats_and_dogs_filtered.zip (2,000 / 1,000 images: the fallback)."""
     if settings.data_dir is not None:
         root = _cats_dogs_root(settings.data_dir)
         if root is None:
@@ -646,33 +446,59 @@ def load_cats_vs_dogs(settings: Settings, test_fraction: float = 0.2) -> ImageDa
         root = sample_folder("cats_vs_dogs", CATS_DOGS_CLASSES, {"train": 200, "validation": 100})
         source = "generated sample data (coloured shapes standing in for cats and dogs)"
     else:
-        root = _cats_dogs_root(default_data_root()) or _download_cats_dogs()
-        source = str(root)
+        builder = _tfds_builder("cats_vs_dogs")
+        prepared = builder.is_prepared()
+        root = None if prepared else _cats_dogs_root(default_data_root())
+        if root is None and not prepared and not can_download(CATS_DOGS_TFDS_URL):
+            root = _download_cats_dogs(builder.data_dir)
+        if root is None:
+            return _tfds_cats_vs_dogs(settings, builder, test_fraction, per_class)
+        source = str(root) + (" (fallback: the public 2,000-image subset, not the article's 8,000)"
+                              if root.name == "cats_and_dogs_filtered" else "")
     scans = {
         "train": scan_folder(root / "train", CATS_DOGS_CLASSES),
         "validation": scan_folder(root / "validation", CATS_DOGS_CLASSES),
     }
+    shares = (1 - test_fraction, test_fraction)
     data = folder_splits(
-        "cats vs dogs",
-        scans,
-        {"train": {"train": 1.0}, "validation": {"val": 1 - test_fraction, "test": test_fraction}},
-        settings.image_size,
-        settings.seed,
-        settings.limit,
-        source,
+        "cats vs dogs", scans, {"train": {"train": 1.0}, "validation": dict(zip(("val", "test"), shares))},
+        settings.image_size, settings.seed, settings.limit, source,
+        f"train/ trains; validation/ is {_split_text(shares, settings.seed)} into validation and test",
     )
     check_batch_size(data, settings.batch_size)
     return data
 
 
-def _download_cats_dogs() -> Path:
+def _tfds_cats_vs_dogs(settings: Settings, builder, test_fraction: float,
+                       per_class: Sequence[int]) -> ImageData:
+    raw, labels = _tfds_examples(builder, CATS_DOGS_TFDS_URL, _cats_dogs_missing(builder.data_dir))
+    train, val = stratified_split(labels, None, settings.seed, per_class=per_class)
+    keep, test = stratified_split(labels[val], (1 - test_fraction, test_fraction), settings.seed)
+    layout = (
+        f"a seeded, stratified subset: {per_class[0]:,} training and {per_class[1]:,} validation images "
+        f"per class; validation then {_split_text((1 - test_fraction, test_fraction), settings.seed)} "
+        "into validation and test"
+    )
+    return _tfds_image_data("cats vs dogs", builder, raw, labels, [train, val[keep], val[test]],
+                            settings, layout, CATS_DOGS_CLASSES)
+
+
+def _cats_dogs_missing(tfds_dir: str) -> str:
+    target = default_data_root()
+    return (
+        f"Cats vs dogs is neither prepared by tensorflow_datasets in {tfds_dir} nor in {target}, "
+        f"and neither {CATS_DOGS_TFDS_URL} (tfds cats_vs_dogs) nor {CATS_DOGS_URL} can be "
+        "reached; run tfds.builder('cats_vs_dogs').download_and_prepare() on a machine with a "
+        f"network and copy its folder into {tfds_dir}, or download and unzip "
+        f"cats_and_dogs_filtered.zip into {target}/ (giving {target}/cats_and_dogs_filtered/train "
+        "and validation), or set DATA_DIR to your own train/ + validation/ tree."
+    )
+
+
+def _download_cats_dogs(tfds_dir: str) -> Path:
     target = default_data_root()
     if not can_download(CATS_DOGS_URL):
-        raise DataError(
-            f"Cats vs dogs is not in {target} and {CATS_DOGS_URL} cannot be reached; download "
-            f"and unzip it into {target}/ (giving {target}/cats_and_dogs_filtered/train and "
-            "validation) or set DATA_DIR to your own train/ + validation/ tree."
-        )
+        raise DataError(_cats_dogs_missing(tfds_dir))
     import keras
 
     target.mkdir(parents=True, exist_ok=True)
@@ -699,7 +525,7 @@ def _flowers_folder(base: Path) -> Path | None:
 def load_tf_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
     """tf_flowers (3,670 photos, 5 classes) split 80/10/10 with a seeded, stratified split:
     from a `flower_photos/` folder, or through tensorflow_datasets."""
-    split = {"train": fractions[0], "val": fractions[1], "test": fractions[2]}
+    source = None
     if settings.data_dir is not None:
         folder = _flowers_folder(settings.data_dir)
         if folder is None:
@@ -709,142 +535,108 @@ def load_tf_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
             )
     elif settings.profile == "smoke":
         folder = sample_folder("flower_photos", FLOWER_CLASSES, {"": 70})
+        source = "generated sample data (coloured shapes standing in for the five flowers)"
     else:
         folder = _flowers_folder(default_data_root())
         if folder is None:
-            data = load_tfds_flowers(settings, fractions)
-            check_batch_size(data, settings.batch_size)
-            return data
-    source = str(folder) if settings.profile == "full" or settings.data_dir else (
-        "generated sample data (coloured shapes standing in for the five flowers)"
-    )
+            return load_tfds_flowers(settings, fractions)
     data = folder_splits(
-        "tf_flowers", {"all": scan_folder(folder, FLOWER_CLASSES)}, {"all": split},
-        settings.image_size, settings.seed, settings.limit, source,
+        "tf_flowers", {"": scan_folder(folder, FLOWER_CLASSES)},
+        {"": dict(zip(("train", "val", "test"), fractions))}, settings.image_size, settings.seed,
+        settings.limit, source or str(folder),
+        "one folder per class, " + _split_text(fractions, settings.seed),
     )
     check_batch_size(data, settings.batch_size)
     return data
 
 
 def load_tfds_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1), data_dir: str | None = None) -> ImageData:
-    """tf_flowers through tensorflow_datasets: labels are read without decoding, split
-    with the same seeded stratified split, and the images decoded like folder files."""
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder("tf_flowers", data_dir=data_dir)
-    if not _tfds_prepared(builder):
-        if not can_download(FLOWERS_URL):
-            raise DataError(
-                f"tf_flowers is not prepared in {builder.data_dir} and {FLOWERS_URL} cannot be "
-                f"reached; extract flower_photos.tgz into {default_data_root()}/ (giving "
-                f"{default_data_root()}/flower_photos/daisy, ...) or set DATA_DIR to that folder."
-            )
-        builder.download_and_prepare()
-    decoders = {"image": tfds.decode.SkipDecoding()}
-    raw = builder.as_dataset(split="train", shuffle_files=False, decoders=decoders, as_supervised=True)
-    labels = np.fromiter((int(y) for _, y in raw.as_numpy_iterator()), dtype=np.int32)
-    parts = stratified_split(labels, fractions, settings.seed)
-    parts = [_limit(p, settings.limit) for p in parts]
-    class_names = list(builder.info.features["label"].names)
-    indexed = raw.enumerate()
-
-    def subset(indices: np.ndarray) -> tf.data.Dataset:
-        mask = np.zeros(len(labels), bool)
-        mask[indices] = True
-        table = tf.constant(mask)
-        picked = indexed.filter(lambda i, example: tf.gather(table, i))
-        images = picked.map(
-            lambda i, example: (_decode_resize(example[0], settings.image_size),
-                                tf.cast(example[1], tf.int32)),
-            num_parallel_calls=AUTOTUNE, deterministic=True,
-        )
-        return images.cache() if _fits_in_memory(len(indices), settings.image_size) else images
-
-    # Within a split, examples keep tfds's own fixed order.
-    parts = [np.sort(p) for p in parts]
-    return ImageData(
-        name="tf_flowers",
-        train=subset(parts[0]),
-        val=subset(parts[1]),
-        test=subset(parts[2]),
-        class_names=class_names,
-        counts={s: _counts(labels[p], len(class_names)) for s, p in zip(("train", "val", "test"), parts)},
-        source=f"tensorflow_datasets tf_flowers ({builder.data_dir})",
-        image_size=settings.image_size,
-        fingerprint=fingerprint(*(p.tolist() for p in parts)),
+    """tf_flowers through tensorflow_datasets (prepared, or downloaded): labels are read
+    without decoding, split with the same seeded stratified split, and the images decoded
+    like folder files."""
+    builder = _tfds_builder("tf_flowers", data_dir)
+    raw, labels = _tfds_examples(
+        builder, FLOWERS_URL,
+        f"tf_flowers is not prepared in {builder.data_dir} and {FLOWERS_URL} cannot be "
+        f"reached; extract flower_photos.tgz into {default_data_root()}/ (giving "
+        f"{default_data_root()}/flower_photos/daisy, ...) or set DATA_DIR to that folder.",
     )
-
-
-def _tfds_prepared(builder) -> bool:
-    try:
-        return bool(builder.is_prepared())
-    except AttributeError:  # older tfds
-        return Path(builder.data_dir).joinpath("dataset_info.json").exists()
+    parts = stratified_split(labels, fractions, settings.seed)
+    return _tfds_image_data("tf_flowers", builder, raw, labels, parts, settings,
+                            "tensorflow_datasets' one split, " + _split_text(fractions, settings.seed))
 
 
 # ----------------------------------------------------------------------- animals
 
+SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
+                 "test": ("test", "testing")}
 
-def _presplit(root: Path) -> dict[str, Path] | None:
-    names = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+
+def _presplit(root: Path) -> dict[str, Path]:
+    """The split folders of a pre-split tree, named in any case: train/ and test/, and val/
+    (or valid/, validation/) when there is one; {} when `root` is not pre-split."""
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     found = {}
-    for split, options in names.items():
-        for option in options:
-            if (root / option).is_dir():
-                found[split] = root / option
-                break
-    return found if len(found) == 3 else None
+    for split, names in SPLIT_FOLDERS.items():
+        matches = [p for p in folders if p.name.lower() in names]
+        if matches:
+            found[split] = matches[0]
+    return found if "train" in found and "test" in found else {}
 
 
-def load_image_folder(
-    settings: Settings,
-    name: str,
-    root: Path,
-    fractions=(0.8, 0.1, 0.1),
-    source: str | None = None,
-) -> ImageData:
-    """A class-per-subfolder folder: pre-split (train/, val/, test/) or one folder
-    that is split with the seed."""
+def load_image_folder(settings: Settings, name: str, root: Path, fractions=(0.8, 0.1, 0.1),
+                      source: str | None = None) -> ImageData:
+    """A class-per-subfolder folder: pre-split (train/, val/, test/ in any case, used as they
+    are; with no validation folder, `fractions[1]` of train/ is carved out for it), or one
+    folder that is split with the seed."""
     root = Path(root)
-    presplit = _presplit(root)
-    if presplit:
-        scans = {split: scan_folder(path) for split, path in presplit.items()}
-        targets = {split: {split: 1.0} for split in presplit}
+    splits = _presplit(root)
+    if splits:
+        scans = {p.name: scan_folder(p) for p in splits.values()}
+        targets = {p.name: {split: 1.0} for split, p in splits.items()}
+        layout = "pre-split: " + ", ".join(f"{p.name}/" for p in splits.values())
+        if "val" not in splits:
+            train = splits["train"].name
+            targets[train] = {"train": 1 - fractions[1], "val": fractions[1]}
+            layout += (f"; validation carved from {train}/ ({fractions[1]:.0%}, stratified, "
+                       f"seed {settings.seed})")
     else:
-        scans = {"all": scan_folder(root)}
-        targets = {"all": {"train": fractions[0], "val": fractions[1], "test": fractions[2]}}
+        scans = {"": scan_folder(root)}
+        targets = {"": dict(zip(("train", "val", "test"), fractions))}
+        layout = "one folder per class, " + _split_text(fractions, settings.seed)
     data = folder_splits(name, scans, targets, settings.image_size, settings.seed, settings.limit,
-                         source or str(root))
+                         source or str(root), layout)
     check_batch_size(data, settings.batch_size)
     return data
 
 
 ANIMALS_LAYOUT = (
-    "one subfolder per class (animals/<class>/*.jpg), or train/, val/ and test/ "
-    "folders that each hold those class subfolders"
+    "one subfolder per class (animals/<class>/*.jpg), or train/ and test/ folders, and "
+    "optionally val/ (or valid/, validation/; any case), that each hold those class subfolders"
 )
 
 
 def load_animals(settings: Settings, kaggle_dataset: str | None = None) -> ImageData:
-    """The 5-class animal folder of article 003: DATA_DIR, data/animals/, or a Kaggle
-    download when a dataset id is given and Kaggle credentials exist."""
-    if settings.data_dir is not None:
-        return load_image_folder(settings, "animals", settings.data_dir)
-    if settings.profile == "smoke":
-        root = sample_folder("animals", ANIMAL_CLASSES, {"": 80})
-        return load_image_folder(
-            settings, "animals", root,
-            source="generated sample data (coloured shapes standing in for five animals)",
-        )
+    """The 5-class animal folder of notebook 04's article: DATA_DIR, data/animals/, or a Kaggle
+    download when a dataset id is given and Kaggle credentials exist. Any other set of
+    classes works too; `check_classes(data, ANIMAL_CLASSES)` says how it compares."""
     local = default_data_root() / "animals"
-    if local.is_dir():
-        return load_image_folder(settings, "animals", local)
-    if kaggle_dataset:
-        return load_image_folder(settings, "animals", download_kaggle(kaggle_dataset))
-    raise DataError(
-        f"No animal images found: put them in {local} ({ANIMALS_LAYOUT}), set DATA_DIR to "
-        "such a folder, or set KAGGLE_DATASET to a Kaggle dataset id (with Kaggle credentials)."
-    )
+    source = None
+    if settings.data_dir is not None:
+        root = settings.data_dir
+    elif settings.profile == "smoke":
+        root = sample_folder("animals", ANIMAL_CLASSES, {"": 80})
+        source = "generated sample data (coloured shapes standing in for five animals)"
+    elif local.is_dir():
+        root = local
+    elif kaggle_dataset:
+        root = download_kaggle(kaggle_dataset)
+    else:
+        raise DataError(
+            f"No animal images found: put them in {local} ({ANIMALS_LAYOUT}), set DATA_DIR to "
+            "such a folder, or set KAGGLE_DATASET to a Kaggle dataset id (with Kaggle credentials)."
+        )
+    return load_image_folder(settings, "animals", root, source=source)
 
 
 def kaggle_credentials_present() -> bool:
@@ -874,7 +666,7 @@ def download_kaggle(dataset: str) -> Path:
     path = Path(kagglehub.dataset_download(dataset))
     # Kaggle archives often wrap the class folders in one or two extra folders.
     while True:
-        subfolders = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        subfolders = [p for p in path.iterdir() if p.is_dir() and is_data(p.name)]
         if len(subfolders) == 1 and not _presplit(path):
             path = subfolders[0]
         else:
@@ -909,9 +701,7 @@ def read_cifar10(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.nd
         if missing:
             raise DataError(f"{path} does not hold the CIFAR-10 batch {missing[0]}; is it the python version?")
     train = [parts[n] for n in names[:5]]
-    x_train = np.concatenate([x for x, _ in train])
-    y_train = np.concatenate([y for _, y in train])
-    return (x_train, y_train), parts["test_batch"]
+    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])), parts["test_batch"]
 
 
 def _keras_home() -> Path:
@@ -964,7 +754,8 @@ def load_cifar10_arrays(settings: Settings):
 
 
 def image_data_from_arrays(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]],
-                           class_names: Sequence[str], source: str, fingerprint: str = "") -> ImageData:
+                           class_names: Sequence[str], source: str, fingerprint: str = "",
+                           layout: str = "") -> ImageData:
     """A data set held in memory: (uint8 images, integer labels) for "train", "val" and "test"."""
     parts = {k: (x, np.asarray(y, np.int32).reshape(-1)) for k, (x, y) in splits.items()}
     return ImageData(
@@ -975,6 +766,7 @@ def image_data_from_arrays(name: str, splits: dict[str, tuple[np.ndarray, np.nda
         source=source,
         image_size=int(parts["train"][0].shape[1]),
         fingerprint=fingerprint,
+        layout=layout,
     )
 
 
@@ -992,10 +784,9 @@ def load_cifar10(settings: Settings, val_fraction: float) -> ImageData:
          "test": (x_test[test_idx], y_test[test_idx])},
         CIFAR10_CLASSES, source,
         fingerprint=fingerprint(train_idx.tolist(), val_idx.tolist(), test_idx.tolist()),
+        layout=f"the official test set; {val_fraction:.0%} of the training set held out for "
+        f"validation (stratified, seed {settings.seed})",
     )
     check_batch_size(data, settings.batch_size)
     return data
 
-
-# Truncated files must fail the scan, never be half-read.
-ImageFile.LOAD_TRUNCATED_IMAGES = False

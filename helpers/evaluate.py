@@ -3,14 +3,13 @@ and per-class reports with scikit-learn, batch-1 latency, batched throughput, si
 
 Latency is the median of many direct calls of a compiled inference function at batch
 size 1, after warm-up, so it measures the model rather than Python and `predict`
-overhead (the articles' figures of 37-206 ms per image mostly measure the latter).
+overhead. (How notebook 03's article timed its 37-206 ms per image, it does not say;
+`make bench` shows what a per-image `predict` call costs here.)
 """
 
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -116,6 +115,11 @@ def misclassified(predictions: Predictions) -> np.ndarray:
     return np.flatnonzero(predictions.y_pred != predictions.y_true)
 
 
+def least_confident(predictions: Predictions, count: int) -> np.ndarray:
+    """Indices of the `count` examples whose predicted class had the lowest probability."""
+    return np.argsort(predictions.probabilities.max(axis=1))[:count]
+
+
 # ------------------------------------------------------------------------ speed
 
 
@@ -153,12 +157,9 @@ def throughput(model: keras.Model, *, batch_size: int = 64, repeats: int = 10,
     return batch_size * done / (time.perf_counter() - start)
 
 
-def model_size_mb(model: keras.Model) -> float:
-    """Size of the saved `.keras` file in megabytes."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.keras")
-        model.save(path)
-        return os.path.getsize(path) / 2**20
+def count_params(weights) -> int:
+    """Number of scalars in a list of variables (`model.trainable_weights`, `model.weights`)."""
+    return int(sum(np.prod(w.shape) for w in weights))
 
 
 def mcnemar(first: Predictions, second: Predictions) -> dict[str, float]:

@@ -1,185 +1,230 @@
-"""One trained configuration, end to end: build, train, evaluate, record.
+"""One trained configuration's bookkeeping: the callbacks that log and resume each `fit`,
+and, once trained, the evaluation, the saved model and the result record.
 
-`run_config` is what every notebook calls per (model, strategy). It skips a
-configuration whose record already exists with the same settings (unless
-``REDO``), resumes an interrupted one, turns a diverged run into a record marked
-``failed`` (the other configurations go on), and writes the record atomically.
+    run = experiment.Run(settings, "mobilenet_v2", "frozen")
+    model.fit(..., callbacks=run.callbacks("head"))       # logs every epoch, resumes when rerun
+    record = run.finish(model, cats_dogs)                 # test metrics, timings, model, record
+
+The notebooks write the model, `compile` and `fit` themselves; a `Run` only watches.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from helpers import evaluate, finetune, models, results, train
+from helpers import evaluate, results, train
 from helpers.config import Settings
 from helpers.data import ImageData
-from helpers.evaluate import Predictions
-from helpers.models import Classifier
-from helpers.train import Device, History, TrainPlan
 
 
-@dataclass
+def settings_key(settings: Settings) -> str:
+    """A short hash of the settings a record depends on: a record made with other settings
+    is not reused."""
+    text = repr((settings.profile, settings.image_size, settings.batch_size, settings.seed,
+                 settings.limit, settings.weights, sorted(settings.epochs.items()),
+                 settings.fine_tune_epochs, str(settings.data_dir)))
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _scope(settings: Settings) -> str:
+    """What this notebook run trains (its models and strategies): runs that train different
+    shares of a notebook at the same time keep their work folders apart."""
+    return hashlib.sha1(repr((settings.models, settings.strategies)).encode()).hexdigest()[:8]
+
+
+def _checksum(model: keras.Model) -> float:
+    weights = model.trainable_weights
+    return float(sum(np.abs(keras.ops.convert_to_numpy(w)).sum() for w in weights[:1] + weights[-1:]))
+
+
+class _Phase(keras.callbacks.Callback):
+    """Writes down what one `fit` was: optimizer, learning rate, epochs, what it trained on,
+    whether XLA compiled it, and which epoch's weights the model ended with."""
+
+    def __init__(self, path: Path, name: str, resume: train.Resume):
+        super().__init__()
+        self.path, self.name, self.resume = Path(path), name, resume
+
+    def on_train_begin(self, logs=None):
+        optimizer = self.model.optimizer
+        self.info = {
+            "phase": self.name,
+            "optimizer": type(optimizer).__name__,
+            "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
+            "momentum": getattr(optimizer, "momentum", None) or None,
+            "epochs_until": self.params.get("epochs"),
+            "trained_model": self.model.name,
+            "inputs": [list(x.shape[1:]) for x in self.model.inputs],
+            "trainable_params": evaluate.count_params(self.model.trainable_weights),
+            "xla": bool(getattr(self.model, "jit_compile", False)),
+        }
+        self.sums: dict[int, float] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.sums[epoch + 1] = _checksum(self.model)
+
+    def on_train_end(self, logs=None):
+        # after EarlyStopping (earlier in the list) restored its best epoch, if it did
+        now = _checksum(self.model)
+        kept = [e for e, s in self.sums.items() if s == now]
+        if self.sums and kept and max(kept) != max(self.sums):
+            self.info["kept_epoch"] = max(kept)
+        elif self.path.exists():  # a rerun that restored the phase keeps what it knew
+            self.info["kept_epoch"] = json.loads(self.path.read_text()).get("kept_epoch")
+        self.info["resumed_epochs"] = self.resume.resumed
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.info))
+
+
 class Run:
-    """What a configuration produced. `classifier` and `test` are None when the record
-    was reused from an earlier run (or the run failed)."""
+    """One configuration (a model and a strategy, optionally a variant) of a notebook.
 
-    record: dict
-    history: History
-    classifier: Classifier | None = None
-    test: Predictions | None = None
-    reused: bool = False
+    `first_phase`: a `Run` of the same model whose first phase (the head, trained once) this
+    configuration continues from; notebook 03 shares one between seven strategies. `save`: keep
+    the trained model as `<record>.keras` (SAVE_MODELS = True or False decides for all)."""
+
+    def __init__(self, settings: Settings, model: str, strategy: str, *, variant: str | None = None,
+                 first_phase: Run | None = None, save: bool = True):
+        self.settings, self.model_name, self.strategy, self.variant = settings, model, strategy, variant
+        self.path = results.record_path(settings, model, strategy, variant)
+        self.workdir = settings.record_dir / ".work" / f"{self.path.stem}-{_scope(settings)}"
+        self.first_phase = first_phase
+        self.save = save if settings.save_models is None else settings.save_models
+        self.key = settings_key(settings)
+        self.record = None if settings.redo else results.existing_record(self.path, self.key)
+        if settings.redo:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.test: evaluate.Predictions | None = None
+        self.history: list[dict] = list(self.record["history"]["rows"]) if self.record else []
 
     @property
-    def ok(self) -> bool:
-        return self.record.get("status") == "ok"
+    def title(self) -> str:
+        from helpers import backbones
 
+        return f"{backbones.get(self.model_name).title} / {self.strategy}" + (
+            f" ({self.variant})" if self.variant else "")
 
-def _first_phase_key(settings: Settings, model: str, plan: TrainPlan, build: dict) -> str:
-    text = repr((settings.profile, settings.image_size, settings.batch_size, settings.seed,
-                 settings.limit, settings.weights, model, plan.optimizer, plan.learning_rate,
-                 plan.momentum, plan.epochs, plan.first_phase, sorted(build.items())))
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
+    @property
+    def finished(self) -> bool:
+        """Its record exists, made with the same settings (REDO = True trains it again)."""
+        return self.record is not None
 
+    def callbacks(self, phase: str) -> list[keras.callbacks.Callback]:
+        """For one `fit`: stop on a NaN loss, log every epoch, time it, note what it was, and
+        back up after every epoch so a rerun continues where it stopped. Put them after any
+        EarlyStopping in the list."""
+        folder = self.workdir / phase
+        folder.mkdir(parents=True, exist_ok=True)
+        resume = train.Resume(folder / "backup")
+        return [
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
+            train.Timer(folder / "seconds"),
+            _Phase(folder / "phase.json", phase, resume),
+            resume,
+        ]
 
-def _share_first_phase(shared: Path, workdir: Path, direction: str) -> None:
-    names = ("phase1.weights.h5", "phase1.csv", "phase1.seconds")
-    source, target = (shared, workdir) if direction == "in" else (workdir, shared)
-    if direction == "in" and not (source / names[0]).exists():
-        return
-    if direction == "out" and (target / names[0]).exists():
-        return
-    target.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        if (source / name).exists():
-            shutil.copy2(source / name, target / name)
+    def phases(self) -> list[dict]:
+        """What each `fit` of this configuration was, in order, with its logged epochs (from the
+        work folder, or from the record once finished)."""
+        if self.record is not None:
+            rows = self.record["history"]["rows"]
+            return [{**p, "rows": [r for r in rows if r.get("phase") == p["phase"]]}
+                    for p in self.record["phases"]]
+        phases = []
+        for folder in (p for p in self.workdir.glob("*") if (p / "phase.json").exists()):
+            info = json.loads((folder / "phase.json").read_text())
+            info["rows"] = train.read_log(folder / "log.csv", info["phase"])
+            seconds = folder / "seconds"
+            info["seconds"] = float(seconds.read_text()) if seconds.exists() else 0.0
+            phases.append(info)
+        earlier = [] if self.first_phase is None else self.first_phase.phases()[:1]
+        return earlier + sorted(phases, key=lambda p: p["epochs_until"])
 
-
-def new_classifier(settings: Settings, data: ImageData, device: Device, model: str,
-                   build: dict | None = None) -> Classifier:
-    """The classifier of one configuration, seeded and built under the device's strategy."""
-    build = dict(build or {})
-    upsample = build.get("upsample", 1)
-    if settings.weights == "standin":
-        # Made once per machine, and making them draws random numbers: do it before seeding,
-        # so the first run on a fresh machine starts like every later one.
-        models.standin_weights(model, settings.image_size)
-    keras.utils.set_random_seed(settings.seed)
-    with device.strategy.scope():
-        return models.build_classifier(
-            model, settings.image_size, data.num_classes, weights=settings.weights,
-            input_size=settings.image_size // upsample, **build,
+    def finish(self, model: keras.Model, data: ImageData, **extra) -> dict:
+        """Evaluate the trained `model` (raw pixels in) once on the validation and test sets,
+        time it, save it, and write the record; a run whose loss became NaN gets a record
+        marked failed. When nothing was trained (the configuration was `finished` and skipped),
+        its existing record is returned as it is."""
+        trained_now = any(self.workdir.glob("*/phase.json"))
+        if self.finished and not trained_now:
+            print(f"{self.title}: record exists, not trained again (REDO = True trains it again)")
+            return self.record
+        self.record = None  # what was trained now replaces an earlier record
+        phases = self.phases()
+        first = phases[0]
+        second = phases[1] if len(phases) > 1 else None
+        record = results.new_record(
+            self.settings, self.model_name, self.strategy,
+            dataset=data.name, title=self.title, variant=self.variant, settings_key=self.key,
+            epochs=first["epochs_until"],
+            fine_tune_epochs=(second["epochs_until"] - first["epochs_until"]) if second else 0,
+            optimizer=_label(first), learning_rate=first["learning_rate"],
+            fine_tune_learning_rate=second["learning_rate"] if second else None,
+            skipped_files=len(data.skipped), split_fingerprint=data.fingerprint,
+            class_names=list(data.class_names), **extra,
         )
+        rows = [row for phase in phases for row in phase["rows"]]
+        try:
+            for phase in phases:
+                train.check_finite(phase["rows"], phase["phase"])
+        except train.TrainingDiverged as error:
+            print(f"{self.title} FAILED: {error}")
+            record.update(status="failed", error=str(error), history={"rows": rows})
+            results.write_record(record, self.path)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.record = record
+            return record
+        kept = next((p["kept_epoch"] for p in reversed(phases) if p.get("kept_epoch")), None)
+        final = next((r for r in rows if r["epoch"] == kept), rows[-1] if rows else {})
+        self.test = evaluate.predict(model, data.test, self.settings.batch_size)
+        val = evaluate.predict(model, data.val, self.settings.batch_size)
+        from helpers.train import device_name
 
-
-def run_config(
-    settings: Settings,
-    data: ImageData,
-    device: Device,
-    *,
-    model: str,
-    plan: TrainPlan,
-    build: dict | None = None,
-    share_first_phase: bool = False,
-    classifier: Classifier | None = None,
-    reuse_records: bool = False,
-    variant: str | None = None,
-    measure_size: bool = False,
-    verbose: int = 2,
-    callbacks: list | None = None,
-) -> Run:
-    """Train and evaluate one configuration and write its record.
-
-    `build` holds the keyword arguments of `models.build_classifier` beyond the
-    backbone, size and classes (pooling, hidden, dropout, augmentation, upsample).
-    With `share_first_phase`, configurations of the same model that differ only in
-    what they fine-tune reuse one first phase (it is identical for all of them); pass
-    the same `classifier` (from `new_classifier`) to each of them to also skip rebuilding the model
-    and re-tracing its inference function: every run starts from the shared first phase.
-    With `reuse_records`, a configuration whose record exists with the same settings
-    is not trained again (unless ``settings.redo``); its record and history are returned.
-    A `variant` names a second run of the same model and strategy (its own record file)."""
-    build = dict(build or {})
-    path = results.record_path(settings, model, plan.strategy, variant)
-    expected = {"epochs": plan.epochs, "fine_tune_epochs": plan.fine_tune_epochs if plan.fine_tunes else 0}
-    if reuse_records and not settings.redo:
-        found = results.existing_record(path, settings, **expected)
-        if found is not None:
-            print(f"{model} / {plan.strategy}: record exists, skipped (REDO = True runs it again)")
-            return Run(found, History.from_dict(found.get("history")), reused=True)
-
-    label = f"{model} / {plan.strategy}" + (f" ({variant})" if variant else "")
-    workdir = settings.record_dir / ".work" / path.stem
-    shared = settings.record_dir / ".work" / f"{model}__first-phase-{_first_phase_key(settings, model, plan, build)}"
-    if share_first_phase:
-        _share_first_phase(shared, workdir, "in")
-
-    if classifier is None:
-        classifier = new_classifier(settings, data, device, model, build)
-    elif share_first_phase:
-        keras.utils.set_random_seed(settings.seed)
-    record = results.new_record(
-        settings, model, plan.strategy,
-        dataset=data.name,
-        title=f"{models.backbone(model).title} / {plan.strategy}" + (f" ({variant})" if variant else ""),
-        variant=variant,
-        epochs=plan.epochs,
-        fine_tune_epochs=plan.fine_tune_epochs if plan.fine_tunes else 0,
-        optimizer=plan.optimizer_label(),
-        learning_rate=plan.learning_rate,
-        fine_tune_learning_rate=plan.fine_tune_lr if plan.fine_tunes else None,
-        skipped_files=len(data.skipped),
-        split_fingerprint=data.fingerprint,
-        class_names=list(data.class_names),
-        device=device.name,
-    )
-    print(f"--- {label}: training")
-    try:
-        history = train.train(
-            classifier, data, plan, batch_size=settings.batch_size, seed=settings.seed,
-            workdir=workdir, xla=device.xla, verbose=verbose, callbacks=callbacks,
+        throughput_batch = 32 if device_name().startswith("CPU") else 128
+        record.update(
+            train_accuracy=final.get("accuracy"), train_loss=final.get("loss"),
+            val_accuracy=val.accuracy, val_loss=val.loss,
+            test_accuracy=self.test.accuracy, test_loss=self.test.loss,
+            trainable_params=evaluate.count_params(model.trainable_weights),
+            total_params=evaluate.count_params(model.weights),
+            train_seconds=sum(p["seconds"] for p in phases),
+            inference_ms_per_image=evaluate.latency_ms(model),
+            throughput_images_per_s=evaluate.throughput(model, batch_size=throughput_batch),
+            throughput_batch_size=throughput_batch, device=device_name(),
+            history={"rows": rows, "best_epoch": kept},
+            phases=[{k: v for k, v in p.items() if k != "rows"} for p in phases],
+            resumed_epochs=sum(p.get("resumed_epochs", 0) for p in phases),
         )
-    except train.TrainingDiverged as error:
-        print(f"{label} FAILED: {error}")
-        record.update(status="failed", error=str(error))
-        results.write_record(record, path)
-        return Run(record, History(), classifier)
-    if share_first_phase:
-        _share_first_phase(shared, workdir, "out")
+        if self.save:
+            model_path = self.path.with_suffix(".keras")
+            tmp = model_path.with_name(f".{model_path.stem}.tmp.keras")
+            model.save(tmp)
+            tmp.replace(model_path)
+            record.update(model_file=model_path.name, model_size_mb=model_path.stat().st_size / 2**20)
+        results.write_record(record, self.path)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.record, self.history = record, rows
+        xla = [p["phase"] for p in phases if p["xla"]]
+        print(f"{self.title}: test accuracy {self.test.accuracy:.3f}, "
+              f"{record['trainable_params']:,} trainable parameters, {record['train_seconds']:.0f} s, "
+              f"compiled with XLA: {', '.join(xla) or 'nothing'}")
+        return record
 
-    final = history.final()
-    throughput_batch = 128 if device.gpus else 32  # "large" for the device
-    test = evaluate.predict(classifier.model, data.test, settings.batch_size)
-    val = evaluate.predict(classifier.model, data.val, settings.batch_size)
-    record.update(
-        train_accuracy=final.get("accuracy"),
-        train_loss=final.get("loss"),
-        val_accuracy=val.accuracy,
-        val_loss=val.loss,
-        test_accuracy=test.accuracy,
-        test_loss=test.loss,
-        trainable_params=finetune.trainable_params(classifier.model),
-        total_params=finetune.total_params(classifier.model),
-        train_seconds=history.seconds,
-        inference_ms_per_image=evaluate.latency_ms(classifier.model),
-        throughput_images_per_s=evaluate.throughput(classifier.model, batch_size=throughput_batch),
-        throughput_batch_size=throughput_batch,
-        model_size_mb=evaluate.model_size_mb(classifier.model) if measure_size else None,
-        history=history.to_dict(),
-        resumed_epochs=history.resumed_epochs,
-        cached_features=history.cached_features,
-    )
-    results.write_record(record, path)
-    shutil.rmtree(workdir, ignore_errors=True)
-    print(f"--- {label}: test accuracy {test.accuracy:.3f}, "
-          f"{record['trainable_params']:,} trainable parameters, {history.seconds:.0f} s")
-    return Run(record, history, classifier, test)
+
+def _label(phase: dict) -> str:
+    name = {"Adam": "Adam", "SGD": "SGD", "RMSprop": "RMSprop"}.get(phase["optimizer"], phase["optimizer"])
+    return f"{name}(momentum={phase['momentum']:g})" if phase.get("momentum") else name
 
 
 def cleanup(settings: Settings) -> None:
-    """Remove the shared first phases once a notebook has run every configuration."""
-    shutil.rmtree(settings.record_dir / ".work", ignore_errors=True)
+    """Remove the work folders this notebook run left (a shared first phase, unfinished runs);
+    other shares of the same notebook running at the same time keep theirs."""
+    for folder in (settings.record_dir / ".work").glob(f"*-{_scope(settings)}"):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -13,6 +13,7 @@ from plotnine import (
     aes,
     element_text,
     facet_wrap,
+    geom_blank,
     geom_col,
     geom_line,
     geom_point,
@@ -29,32 +30,47 @@ from plotnine import (
     theme_minimal,
 )
 
-from helpers.train import History
-
 SPLIT_COLOURS = {"training": "#80797c", "validation": "#981220"}
 PALETTE = ["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d96a3", "#2e4057", "#a05195"]
+Rows = Sequence[Mapping]  # a history: one dict per epoch (epoch, phase, loss, val_loss, ...)
 
 
 def _size(width: float, height: float):
     return theme(figure_size=(width, height))
 
 
-def history_frame(histories: History | Mapping[str, History]) -> pd.DataFrame:
-    """One long DataFrame of one or several labelled histories."""
-    if isinstance(histories, History):
-        histories = {"": histories}
-    frames = []
-    for label, history in histories.items():
-        frame = history.frame()
-        frame["run"] = label
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def history_frame(histories: Rows | Mapping[str, Rows]) -> pd.DataFrame:
+    """Long format (run, epoch, phase, split, metric, value) of one or several labelled
+    histories, as `experiment.Run.history` and a record's history rows hold them."""
+    if isinstance(histories, Mapping):
+        labelled = histories
+    else:
+        labelled = {"": histories}
+    records = []
+    for label, rows in labelled.items():
+        for row in rows:
+            for key, value in row.items():
+                if key in ("epoch", "phase", "learning_rate"):
+                    continue
+                records.append({"run": label, "epoch": row["epoch"], "phase": row.get("phase"),
+                                "split": "validation" if key.startswith("val_") else "training",
+                                "metric": key.removeprefix("val_"), "value": value})
+    return pd.DataFrame.from_records(records, columns=["run", "epoch", "phase", "split", "metric", "value"])
 
 
-def training_curves(histories: History | Mapping[str, History], title: str = "Training curves"):
-    """Accuracy and loss per epoch, training and validation, for one or several runs.
-    A dashed line marks where fine-tuning started."""
-    frame = history_frame(histories)
+def fine_tune_start(rows: Rows) -> int | None:
+    """The first epoch of a second phase (fine-tuning), or None."""
+    if not rows:
+        return None
+    first = rows[0].get("phase")
+    return next((row["epoch"] for row in rows if row.get("phase") != first), None)
+
+
+def training_curves(histories: Rows | Mapping[str, Rows], title: str = "Training curves"):
+    """Accuracy and loss per epoch, training and validation, for one or several runs; a dotted
+    line, labelled, marks where fine-tuning started. The accuracy axis stops at 1."""
+    labelled = histories if isinstance(histories, Mapping) else {"": histories}
+    frame = history_frame(labelled)
     frame = frame[frame["metric"].isin(["accuracy", "loss"])]
     several = frame["run"].nunique() > 1
     if several:
@@ -71,15 +87,22 @@ def training_curves(histories: History | Mapping[str, History], title: str = "Tr
         + colours
         + labs(title=title, x="Epoch", y="")
         + theme_minimal()
-        + _size(10, 4)
+        + theme(legend_position="bottom")
+        + _size(10, 4.4)
     )
+    # the accuracy panel spans [0, 1] and never passes 1
+    bounds = pd.DataFrame({"epoch": [frame["epoch"].min()] * 2, "value": [0.0, 1.0],
+                           "metric": ["accuracy"] * 2})
+    plot += geom_blank(bounds, aes("epoch", "value"), inherit_aes=False)
     if several:
         plot += scale_linetype_manual(values={"training": "solid", "validation": "dashed"}, name="")
-    if isinstance(histories, History):
-        histories = {"": histories}
-    starts = sorted({h.fine_tune_start - 0.5 for h in histories.values() if h.fine_tune_start})
+    starts = sorted({s - 0.5 for s in map(fine_tune_start, labelled.values()) if s})
     if starts:
-        plot += geom_vline(xintercept=starts, linetype="dotted", color="#444444")
+        marks = pd.DataFrame([{"epoch": x, "metric": m} for x in starts for m in ("accuracy", "loss")])
+        plot += geom_vline(marks, aes(xintercept="epoch"), linetype="dotted", color="#444444")
+        labels = marks[marks["metric"] == "accuracy"].assign(value=0.02, label=" fine-tuning starts")
+        plot += geom_text(labels, aes("epoch", "value", label="label"), inherit_aes=False, size=8,
+                          ha="left", va="bottom", color="#444444")
     epochs = frame["epoch"].max() if len(frame) else 1
     if epochs <= 30:
         plot += scale_x_continuous(breaks=list(range(1, int(epochs) + 1, max(1, int(epochs) // 10))))

@@ -29,35 +29,32 @@ RECORD_FIELDS = (
 # Beyond the contract: run status, the split's fingerprint, per-epoch history, ...
 EXTRA_FIELDS = (
     "status", "error", "split_fingerprint", "fine_tune_learning_rate", "limit", "weights",
-    "history", "resumed_epochs", "cached_features", "model_size_mb", "class_names", "title",
-    "variant", "throughput_batch_size",
+    "history", "phases", "resumed_epochs", "model_file", "model_size_mb", "class_names", "title",
+    "variant", "throughput_batch_size", "settings_key", "data_dir",
 )
 
+# Each notebook's article, by title: readers never see the articles' file numbers.
 NOTEBOOK_ARTICLE = {
-    "01_cifar10_resnet50_vs_mobilenet": "000",
-    "02_cifar10_resnet50_upsampling_finetune": "001",
-    "03_tf_flowers_unfreezing_strategies": "002",
-    "04_animals_mobilenetv2_vs_efficientnetv2": "003",
-    "05_cats_vs_dogs_feature_extraction": "004",
-}
-
-ARTICLES = {
-    "000": "MobileNet vs ResNet50 - Two CNN Transfer Learning Light Frameworks (Analytics India Magazine)",
-    "001": "Supercharge Your AI: ResNet50 Transfer Learning Unleashed",
-    "002": "Analysis of Transfer Learning with ResNet50 and MobileNet",
-    "003": "Comparison of two ML Models using transfer learning for image classification",
-    "004": "Exploring Transfer Learning for Image Classification with MobileNet",
+    "01_cifar10_resnet50_vs_mobilenet":
+        "MobileNet vs ResNet50 - Two CNN Transfer Learning Light Frameworks",
+    "02_cifar10_resnet50_upsampling_finetune": "Supercharge Your AI: ResNet50 Transfer Learning Unleashed",
+    "03_tf_flowers_unfreezing_strategies": "Analysis of Transfer Learning with ResNet50 and MobileNet",
+    "04_animals_mobilenetv2_vs_efficientnetv2":
+        "Comparison of two ML Models using transfer learning for image classification",
+    "05_cats_vs_dogs_feature_extraction":
+        "Exploring Transfer Learning for Image Classification with MobileNet",
 }
 
 
 def _row(notebook, model, strategy, metric, value, epochs, fine_tune_epochs, image_size, **more):
     return {"notebook": notebook, "article": NOTEBOOK_ARTICLE[notebook], "model": model,
             "strategy": strategy, "metric": metric, "value": value, "epochs": epochs,
-            "fine_tune_epochs": fine_tune_epochs, "image_size": image_size, **more}
+            "fine_tune_epochs": fine_tune_epochs, "image_size": image_size,
+            "article_ran": more.pop("article_ran", "as the notebook"), **more}
 
 
 _NB3 = "03_tf_flowers_unfreezing_strategies"
-# article 002's table: strategy, train acc, train loss, val acc, val loss, test acc, params, ms/image
+# notebook 03's article, its table: strategy, train acc, train loss, val acc, val loss, test acc, params, ms/image
 _ARTICLE_002 = {
     "resnet50": [
         ("frozen", 0.8350, 0.4599, 0.8791, 0.3289, 0.9210, 10_245, 206.32),
@@ -83,9 +80,10 @@ ARTICLE_RESULTS: list[dict[str, Any]] = [
     _row("01_cifar10_resnet50_vs_mobilenet", "resnet50", "all", "test_accuracy", 0.81, 30, 0, 32,
          note="'ResNet-50 has accuracy 81% in 30 epochs'"),
     _row("01_cifar10_resnet50_vs_mobilenet", "mobilenet", "all", "test_accuracy", 0.65, 100, 0, 32,
-         note="'MobileNet has accuracy 65% in 100 epochs'"),
+         note="'MobileNet has accuracy 65% in 100 epochs'",
+         article_ran="after ResNet50, with its optimizer and callback (possibly at a reduced rate)"),
     _row("02_cifar10_resnet50_upsampling_finetune", "resnet50", "from:100", "val_accuracy", 0.9402,
-         5, 4, 224,
+         5, 4, 224, article_ran="every layer trained in both phases (fine_tune_at never applied)",
          note="validation accuracy after the 4th fine-tuning epoch (0.936, 0.918, 0.942, 0.940; "
               "the 5th was cut off); no test accuracy is shown"),
     *[
@@ -96,7 +94,8 @@ ARTICLE_RESULTS: list[dict[str, Any]] = [
         for s, tr_acc, tr_loss, v_acc, v_loss, test, params, ms in rows
     ],
     _row("04_animals_mobilenetv2_vs_efficientnetv2", "mobilenet_v2", "frozen", "test_accuracy",
-         0.9624, 10, 0, 224, note="10 epochs with early stopping; image size not stated"),
+         0.9624, 10, 0, 224, note="'10 epochs with early stopping' (perhaps stopped at epoch 10 of a "
+                                  "larger budget); image size not stated"),
     _row("04_animals_mobilenetv2_vs_efficientnetv2", "efficientnetv2_b0", "frozen", "test_accuracy",
          0.9766, 25, 0, 224, note="25 epochs; image size not stated"),
     _row("05_cats_vs_dogs_feature_extraction", "mobilenet_v2", "frozen", "test_accuracy", 0.9818,
@@ -156,6 +155,7 @@ def new_record(settings: Settings, model: str, strategy: str, **values: Any) -> 
         seed=settings.seed,
         limit=settings.limit,
         weights=settings.weights,
+        data_dir=str(settings.data_dir) if settings.data_dir else None,
         tensorflow=tf.__version__,
         keras=keras.__version__,
         git_commit=git_commit(),
@@ -211,18 +211,16 @@ def read_record(path: Path) -> dict:
     return record
 
 
-def existing_record(path: Path, settings: Settings, **expected: Any) -> dict | None:
-    """A finished record at `path` made with the same settings, or None."""
+def existing_record(path: Path, settings_key: str) -> dict | None:
+    """A finished record at `path` made with the same settings (`experiment.settings_key`)."""
     if not path.exists():
         return None
     try:
         record = read_record(path)
     except ValueError:
         return None
-    wanted = {"status": "ok", "profile": settings.profile, "image_size": settings.image_size,
-              "batch_size": settings.batch_size, "seed": settings.seed, "limit": settings.limit,
-              "weights": settings.weights, **expected}
-    return record if all(record.get(k) == v for k, v in wanted.items()) else None
+    ok = record.get("status") == "ok" and record.get("settings_key") == settings_key
+    return record if ok else None
 
 
 def load_records(folder: Path) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -253,7 +251,7 @@ def summary_table(records: list[dict]):
 
     table = records_table(records)
     articles = article_results()[["notebook", "model", "strategy", "metric", "value", "epochs",
-                                  "fine_tune_epochs"]]
+                                  "fine_tune_epochs", "article_ran"]]
     articles = articles.rename(columns={"value": "article_value", "epochs": "article_epochs",
                                         "fine_tune_epochs": "article_fine_tune_epochs",
                                         "metric": "article_metric"})
@@ -264,10 +262,13 @@ def summary_table(records: list[dict]):
         ours.append(row.get(metric))
     merged["our_value"] = pd.to_numeric(pd.Series(ours, index=merged.index), errors="coerce")
     merged["kind"] = [run_kind(p, w) for p, w in zip(merged["profile"], merged["weights"])]
-    # a difference from the article only means something for a reproduction
-    reproduced = merged["kind"] == "reproduction"
+    # The article's numbers stand beside real-data runs only (never beside a smoke run), and a
+    # difference from them only means something for a reproduction.
+    shown = merged["kind"].isin(SHOWS_ARTICLE)
+    for column in ("article_value", "article_epochs", "article_fine_tune_epochs", "article_ran"):
+        merged[column] = merged[column].where(shown)
     merged["difference"] = (merged["our_value"] - pd.to_numeric(merged["article_value"], errors="coerce")
-                            ).where(reproduced)
+                            ).where(merged["kind"] == "reproduction")
     order = {s: i for i, s in enumerate(("all", "frozen", "layers:5", "layers:10", "layers:40",
                                           "blocks:2", "blocks:4", "blocks:10", "from:100"))}
     merged["_order"] = merged["strategy"].map(lambda s: order.get(s, len(order)))
@@ -279,10 +280,15 @@ def run_kind(profile: str, weights: str | None) -> str:
     """How to read a run: only the full profile with ImageNet weights reproduces an article."""
     if profile == "full" and weights == "imagenet":
         return "reproduction"
-    if profile == "full":
+    if profile == "laptop" and weights == "imagenet":
+        return "laptop run (real data, reduced settings)"
+    if profile in ("full", "laptop"):
         label = weights if isinstance(weights, str) else "random"  # None may arrive as NaN
-        return f"full settings, {label} weights (not a reproduction)"
+        return f"{profile} settings, {label} weights (not a reproduction)"
     return "smoke run (sample data, not a reproduction)"
+
+
+SHOWS_ARTICLE = ("reproduction", "laptop run (real data, reduced settings)")
 
 
 METRIC_NAMES = {"test_accuracy": "test accuracy", "val_accuracy": "validation accuracy"}
@@ -294,7 +300,8 @@ COMPARISON_COLUMNS = {
     "our_value": "ours",
     "article_value": "article",
     "difference": "difference",
-    "article_metric": "article reported",
+    "article_metric": "metric",
+    "article_ran": "how the article ran it",
     "article_epochs": "article epochs",
     "epochs": "epochs",
     "trainable_params": "trainable params",
@@ -319,6 +326,8 @@ def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] |
 
     `extra` adds columns, each computed from one record and placed on that record's row
     (the table is sorted, so values listed in the records' order would land on wrong rows)."""
+    import pandas as pd
+
     table = summary_table(records)
     table["article_metric"] = table["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-"))
     # "5 + 4": frozen epochs + fine-tuning epochs, for ours and the article's alike
@@ -328,8 +337,11 @@ def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] |
     shown = table[list(COMPARISON_COLUMNS)].rename(columns=COMPARISON_COLUMNS)
     shown = shown.round({"ours": 4, "article": 4, "difference": 4, "ms / image (batch 1)": 2,
                          "images / s (batched)": 1})
-    not_compared = shown["difference"].isna() & shown["article"].notna()
-    shown["difference"] = shown["difference"].astype(object).where(~not_compared, "n/a (not a reproduction)")
+    # a smoke row carries no article figure; a laptop row shows it, but no difference
+    shown["difference"] = [d if pd.notna(d) else "n/a (reduced settings)" if pd.notna(a) else "-"
+                           for d, a in zip(shown["difference"], shown["article"])]
+    for column in ("article", "article epochs", "how the article ran it"):
+        shown[column] = shown[column].astype(object).where(shown[column].notna(), "-")
     if extra:
         by_title = {r["title"]: r for r in records}
         if len(by_title) != len(records):
@@ -339,22 +351,28 @@ def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] |
     return shown
 
 
-def check_record(path: Path, *, num_classes: int | None = None, profile: str | None = None) -> dict:
-    """Assert a record is complete and, on the smoke profile, clearly above chance.
+class CheckFailed(AssertionError):
+    """A notebook's closing check found something missing or wrong."""
 
-    The notebooks end with this: a record with a missing field or an accuracy near
+
+def check_record(path: Path, *, num_classes: int | None = None, profile: str | None = None) -> dict:
+    """Check that a record is complete and, on the smoke profile, clearly above chance; raise
+    `CheckFailed` otherwise. The notebooks end with this: a missing field or an accuracy near
     chance on the learnable sample data means something is broken."""
     record = read_record(path)
     missing = [f for f in RECORD_FIELDS if record.get(f) is None and f not in ("git_commit",)]
-    assert record["status"] == "ok", f"{path.name} is marked {record['status']}: {record.get('error')}"
-    assert not missing, f"{path.name} has no value for {', '.join(missing)}"
+    if record["status"] != "ok":
+        raise CheckFailed(f"{path.name} is marked {record['status']}: {record.get('error')}")
+    if missing:
+        raise CheckFailed(f"{path.name} has no value for {', '.join(missing)}")
     if profile == "smoke" and num_classes:
         chance = 1 / num_classes
         floor = chance + 0.5 * (1 - chance)
-        assert record["test_accuracy"] >= floor, (
-            f"{record['title']}: test accuracy {record['test_accuracy']:.2f} is not clearly above "
-            f"chance ({chance:.2f}) on the learnable sample data; expected at least {floor:.2f}"
-        )
+        if record["test_accuracy"] < floor:
+            raise CheckFailed(
+                f"{record['title']}: test accuracy {record['test_accuracy']:.2f} is not clearly above "
+                f"chance ({chance:.2f}) on the learnable sample data; expected at least {floor:.2f}"
+            )
     return record
 
 
@@ -374,6 +392,8 @@ def side_by_side(records: list[dict], columns: dict[str, str] = ARTICLE_COLUMNS)
     rows = []
     for record in records:
         article = article_result(record["notebook"], record["model"], record["strategy"]) or {}
+        if run_kind(record["profile"], record["weights"]) not in SHOWS_ARTICLE:
+            article = {}  # never an article figure beside a smoke run
         reported = dict(article)
         if article.get("metric"):
             reported[article["metric"]] = article["value"]
@@ -425,12 +445,16 @@ def to_markdown(table) -> str:
 
 
 def write_summary(table, folder: Path) -> tuple[Path, Path]:
-    """reports/results.csv (every column) and reports/results.md (the readers' table)."""
+    """reports/results.csv (every column, a profile on each row) and reports/results.md (the
+    readers' columns, one table per profile: full, laptop and smoke runs never mix)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = folder / "results.csv", folder / "results.md"
     tmp = folder / f".results.{os.getpid()}.csv"
     table.to_csv(tmp, index=False)
     os.replace(tmp, csv_path)
-    md_path.write_text(to_markdown(summary_for_readers(table)))
+    readers = summary_for_readers(table)
+    sections = [f"## The {profile} profile\n\n" + to_markdown(readers[table["profile"] == profile])
+                for profile in ("full", "laptop", "smoke") if (table["profile"] == profile).any()]
+    md_path.write_text("\n".join(sections) or "No records yet.\n")
     return csv_path, md_path

@@ -1,14 +1,23 @@
 """Run the notebooks headless and build the report.
 
     python -m helpers.run --profile smoke                  # every notebook (make demo)
+    python -m helpers.run --profile laptop                 # the real data, sized for a CPU
     python -m helpers.run --profile full                   # the articles' settings (make reproduce)
     python -m helpers.run --only 03 05 -p EPOCHS 2         # a subset, with parameters
+    python -m helpers.run --profile full --shard 2/4       # share 2 of a rerun split in 4
 
 Each notebook is executed with papermill into ``reports/<profile>/<notebook>.ipynb`` and
 rendered to HTML beside it; ``reports/<profile>/index.html`` links them all, with the
 summary table that notebook 06 writes. A failing notebook is reported and the others
 still run; the exit code is non-zero if any failed. Result records accumulate in
 ``results/<profile>/``, so re-running never loses earlier results.
+
+With ``--shard K/N`` the rerun is cut into units (each notebook; notebook 03 per
+configuration) and this process runs every N-th of them, starting at the K-th: N processes
+on N GPUs or machines that share the results and reports folders train each configuration
+once. A unit that finished is not run again when its share restarts (an interrupted one
+resumes from its backups), and the share that finishes last runs notebooks 07 and 06 and
+writes the report.
 """
 
 from __future__ import annotations
@@ -21,9 +30,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.config import NOTEBOOKS, project_root
-
-SUMMARY_NOTEBOOK = "06_results_summary"
+from helpers.config import (
+    NOTEBOOKS,
+    PROFILE_NAMES,
+    PROFILES,
+    READS_RECORDS,
+    SUMMARY_NOTEBOOK,
+    names,
+    project_root,
+)
 
 
 @dataclass
@@ -105,7 +120,7 @@ def _notebook_rows(folder: Path, outcomes: list[Outcome]) -> list[str]:
     """One row per notebook run now, and per notebook executed into `folder` by an earlier run
     (a run of a subset keeps the others' pages reachable)."""
     now = {o.notebook: o for o in outcomes}
-    earlier = {p.stem for p in folder.glob("*.ipynb") if p.stem in NOTEBOOKS}
+    earlier = {p.stem for p in folder.glob("*.ipynb") if p.stem.split("__")[0] in NOTEBOOKS}
     rows = []
     for stem in sorted(set(now) | earlier):
         outcome = now.get(stem)
@@ -139,9 +154,14 @@ def write_index(folder: Path, profile: str, outcomes: list[Outcome], results_dir
     """reports/<profile>/index.html: a link per executed notebook and the summary table."""
     rows = _notebook_rows(folder, outcomes)
     table = _summary_html(profile, results_dir)
-    note = ("Smoke profile: generated sample data and stand-in weights. These numbers show the "
-            "pipeline works; they are not reproductions of the articles."
-            if profile == "smoke" else "Full profile: the articles' settings on the real data.")
+    note = {
+        "smoke": "Smoke profile: generated sample data and stand-in weights. These numbers show the "
+                 "pipeline works; they are not reproductions of the articles, and no article's number "
+                 "stands beside them.",
+        "laptop": "Laptop profile: the real data and ImageNet weights, with fewer images and epochs "
+                  "than the articles; the articles' numbers are shown for orientation, not compared.",
+        "full": "Full profile: the articles' settings on the real data.",
+    }[profile]
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Transfer-learning course: {profile} report</title>
 <style>
@@ -153,6 +173,9 @@ th {{ background: #f3f3f3; }} .ok {{ color: #1a7f37; }} .bad {{ color: #cf222e; 
 </style></head><body>
 <h1>Transfer-learning course: {profile} report</h1>
 <p class="note">{note}</p>
+<p>Read them simplest first: 05 (a frozen base and a new head), 04 (two frozen bases, features
+computed once), 02 (freeze, then fine-tune), 03 (what to unfreeze), 01 (whole networks at
+32x32), then 06 (every run next to its article) and 07 (the light models on a device).</p>
 <h2>Notebooks</h2>
 <table><tr><th>notebook</th><th>status</th><th>time</th><th>executed</th></tr>
 {''.join(rows)}
@@ -168,18 +191,75 @@ notebook 06 writes the same table to results.csv and results.md.</p>
     return target
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One notebook execution of a rerun: a whole notebook, or one configuration of notebook 03."""
+
+    notebook: str
+    name: str  # the executed notebook's file stem
+    parameters: dict
+
+
+def units(notebooks: list[str], profile: str, parameters: dict, split: bool) -> list[Unit]:
+    """The notebooks that train, in order; with `split`, notebook 03 as one unit per
+    configuration (each is trained by exactly one share of a rerun)."""
+    found = []
+    for stem in notebooks:
+        if stem in READS_RECORDS:
+            continue
+        defaults = PROFILES[stem][profile]
+        if split and stem.startswith("03"):
+            models = names("MODELS", parameters.get("MODELS") or defaults.models)
+            strategies = names("STRATEGIES", parameters.get("STRATEGIES") or defaults.strategies)
+            found += [Unit(stem, f"{stem}__{m}-{s.replace(':', '-')}", {"MODELS": [m], "STRATEGIES": [s]})
+                      for m in models for s in strategies]
+        else:
+            found.append(Unit(stem, stem, {}))
+    return found
+
+
+def parse_share(text: str) -> tuple[int, int]:
+    """'2/4' -> (2, 4), checked."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise SystemExit(f"--shard must be K/N with 1 <= K <= N, e.g. 2/4; got {text!r}.")
+    return k, n
+
+
+def _run_unit(unit: Unit, notebook: Path, folder: Path, parameters: dict, progress: bool,
+              label: str) -> Outcome:
+    output = folder / f"{unit.name}.ipynb"
+    print(f"{label} {unit.name} ...", flush=True)
+    outcome = execute(notebook, output, {**parameters, **unit.parameters}, progress=progress)
+    outcome = Outcome(unit.name, outcome.ok, outcome.seconds, outcome.error)
+    if output.exists():
+        try:
+            render_html(output)
+        except Exception as error:  # noqa: BLE001 - a rendering problem is not a run failure
+            print(f"    (HTML not rendered: {error})")
+    mark = "ok" if outcome.ok else f"FAILED - {outcome.error}"
+    print(f"{label} {unit.name}: {mark} ({outcome.seconds:.0f} s)", flush=True)
+    return outcome
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the course notebooks headless with papermill.")
-    parser.add_argument("--profile", choices=("smoke", "full"), default="smoke")
+    parser.add_argument("--profile", choices=PROFILE_NAMES, default="smoke")
     parser.add_argument("--only", nargs="*", metavar="PREFIX",
                         help="run only the notebooks whose names start with these (e.g. 03 05)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"), help="a parameter for every notebook")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="run share K of N of the rerun (notebook 03 split into its configurations); "
+                             "the share that finishes last writes the report")
     parser.add_argument("--reports", default=None, help="reports folder (default: reports/)")
     parser.add_argument("--check-only", action="store_true",
-                        help="full profile: print what is needed and stop")
+                        help="full and laptop profiles: print what is needed and stop")
     parser.add_argument("--no-check", action="store_true",
-                        help="full profile: run even when something looks missing")
+                        help="full and laptop profiles: run even when something looks missing")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -188,19 +268,21 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print(f"No notebooks match {args.only} in {root / 'notebooks'}.", file=sys.stderr)
         return 2
+    share, shares = parse_share(args.shard) if args.shard else (1, 1)
     parameters = {name: parse_value(value) for name, value in args.parameter}
     parameters["PROFILE"] = args.profile
     reports = Path(args.reports) if args.reports else root / "reports"
     folder = reports / args.profile
     folder.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["COURSE_HEADLESS"] = "1"  # the kernels print one line per epoch, no bars
 
-    if args.profile == "full" and not args.no_check:
+    if args.profile != "smoke" and not args.no_check:
         from helpers import preflight
 
         data_dir = parameters.get("DATA_DIR")
-        text, ready = preflight.report([p.stem for p in notebooks],
-                                       Path(data_dir) if data_dir else None)
+        text, ready = preflight.report([p.stem for p in notebooks], Path(data_dir) if data_dir else None,
+                                       profile=args.profile)
         print(text, flush=True)
         if args.check_only:
             return 0 if ready else 1
@@ -208,28 +290,41 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print()
 
+    paths = {p.stem: p for p in notebooks}
+    plan = units(list(paths), args.profile, parameters, split=shares > 1)
+    mine = [u for i, u in enumerate(plan) if i % shares == share - 1]
+    done = folder / "shares"
     outcomes = []
-    for index, notebook in enumerate(notebooks, 1):
-        output = folder / notebook.name
-        print(f"[{index}/{len(notebooks)}] {notebook.stem} ({args.profile}) ...", flush=True)
-        params = dict(parameters)
-        if notebook.stem == SUMMARY_NOTEBOOK:
-            params["REPORTS_DIR"] = str(reports)
-        outcome = execute(notebook, output, params, progress=not args.no_progress)
-        if output.exists():
-            try:
-                render_html(output)
-            except Exception as error:  # noqa: BLE001 - a rendering problem is not a run failure
-                print(f"    (HTML not rendered: {error})")
-        mark = "ok" if outcome.ok else f"FAILED - {outcome.error}"
-        print(f"[{index}/{len(notebooks)}] {notebook.stem}: {mark} ({outcome.seconds:.0f} s)", flush=True)
+    for index, unit in enumerate(mine, 1):
+        marker = done / f"{unit.name}.done"
+        if shares > 1 and marker.exists():
+            print(f"[{index}/{len(mine)}] {unit.name}: done by an earlier run of this share, skipped")
+            continue
+        outcome = _run_unit(unit, paths[unit.notebook], folder, parameters, not args.no_progress,
+                            f"[{index}/{len(mine)}]")
         outcomes.append(outcome)
+        if outcome.ok and shares > 1:
+            done.mkdir(exist_ok=True)
+            marker.write_text(f"share {share}/{shares}\n")
 
-    results_dir = Path(parameters.get("RESULTS_DIR") or os.environ.get("NB_RESULTS_DIR")
-                       or root / "results")
-    index_page = write_index(folder, args.profile, outcomes, results_dir)
+    complete = shares == 1 or all((done / f"{u.name}.done").exists() for u in plan)
+    results_dir = Path(parameters.get("RESULTS_DIR") or os.environ.get("NB_RESULTS_DIR") or root / "results")
+    readers = [stem for stem in READS_RECORDS[::-1] if stem in paths]  # 07 writes records, 06 sums up
+    if complete:
+        from filelock import FileLock
+
+        with FileLock(str(folder / "report.lock")):  # shares that finish together write it once each, in turn
+            for index, stem in enumerate(readers, 1):
+                params = {**parameters, "REPORTS_DIR": str(reports)} if stem == SUMMARY_NOTEBOOK else parameters
+                outcomes.append(_run_unit(Unit(stem, stem, {}), paths[stem], folder, params,
+                                          not args.no_progress, f"[report {index}/{len(readers)}]"))
+            index_page = write_index(folder, args.profile, outcomes, results_dir)
+        print(f"\nReport: {index_page}")
+    else:
+        left = [u.name for u in plan if not (done / f"{u.name}.done").exists()]
+        print(f"\nShare {share}/{shares} done; {len(left)} unit(s) of other shares still to run, "
+              "the share that finishes last writes the report.")
     failed = [o for o in outcomes if not o.ok]
-    print(f"\nReport: {index_page}")
     if failed:
         print(f"{len(failed)} of {len(outcomes)} notebooks failed:")
         for outcome in failed:

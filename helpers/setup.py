@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import sys
+import warnings
 from importlib import metadata
 
 from helpers.config import CourseError, project_root
@@ -94,15 +95,15 @@ def check(profile: str | None = None) -> None:
     if differ:
         lines.append("Versions that differ from requirements.txt: " + "; ".join(differ))
     if gpus:
-        lines.append(f"GPU: {len(gpus)} found; mixed precision and XLA are on by default.")
-    elif profile == "full":
-        lines.append(
-            "No GPU found: the full profile trains the articles' models on the real data and "
-            "will take hours on a CPU; PROFILE = 'smoke' runs in minutes."
-        )
+        lines.append(f"GPU: {len(gpus)} found; mixed precision and XLA are on by default, and "
+                     "PROFILE = 'auto' runs the full profile.")
     else:
-        lines.append("No GPU found: fine for the smoke profile; the full profile wants a GPU.")
+        lines.append("No GPU found: PROFILE = 'auto' runs the laptop profile (the real data, sized for "
+                     "a CPU); 'smoke' runs offline in minutes; 'full' wants a GPU.")
     if on_colab():
         lines.append("Running on Google Colab.")
     print("\n".join(lines))
+    # fit on a tf.data pipeline warns that shuffle=True (its default) is ignored: the course's
+    # pipelines shuffle themselves, with the seed
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     _short_errors()

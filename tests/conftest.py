@@ -5,6 +5,9 @@ import os
 import zlib
 
 os.environ["COURSE_OFFLINE"] = "1"
+# The unit tests build full-profile settings without training them; the full profile's stop on a
+# machine without a GPU is tested on its own, with this unset.
+os.environ["COURSE_FULL_ON_CPU"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -12,6 +15,12 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from helpers import config  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_local_tfds(tmp_path, monkeypatch):
+    """Tests never read a developer's ~/tensorflow_datasets (cats vs dogs looks there first)."""
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tensorflow_datasets"))
 
 
 @pytest.fixture

@@ -1,17 +1,14 @@
-"""What each backbone's first convolution receives from raw 0-255 pixels, the check that
-stops pixels already divided by 255, and the animal folder of notebook 04."""
+"""The backbone registry, what each backbone's first convolution receives from raw 0-255
+pixels, and the check that stops pixels already divided by 255."""
 
-import sys
-import types
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
-from conftest import jpeg_bytes
 
-from helpers import data, models
+from helpers import backbones, data, models
 from helpers.config import CourseError
-from helpers.data import DataError
 
 IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225])
@@ -37,13 +34,14 @@ WHERE = {"mobilenet": "outside", "mobilenet_v2": "outside", "resnet50": "outside
          "efficientnetv2_b0": "inside"}
 PREPROCESSING_LAYERS = (keras.layers.Rescaling, keras.layers.Normalization, models.CaffePreprocess)
 
-_BUILT: dict[str, models.Classifier] = {}
+_BUILT: dict[str, SimpleNamespace] = {}
 
 
-def classifier(name: str) -> models.Classifier:
+def classifier(name: str) -> SimpleNamespace:
     """A small classifier per backbone, built once (preprocessing has no learned weights)."""
     if name not in _BUILT:
-        _BUILT[name] = models.build_classifier(name, 32, 5, weights=None)
+        model, base = models.gap_classifier(name, 32, 5)
+        _BUILT[name] = SimpleNamespace(model=model, base=base)
     return _BUILT[name]
 
 
@@ -57,9 +55,9 @@ def _preprocessing_inside(base: keras.Model) -> list[keras.layers.Layer]:
     return found
 
 
-def stem_input(c: models.Classifier, pixels: np.ndarray) -> np.ndarray:
+def stem_input(c: SimpleNamespace, pixels: np.ndarray) -> np.ndarray:
     """What the base's first convolution (or padding) receives for these classifier inputs."""
-    into_base = keras.Model(c.model.input, c.model.get_layer(f"{c.backbone}_base").input)
+    into_base = keras.Model(c.model.input, c.model.get_layer("base").input)
     inside = _preprocessing_inside(c.base)
     x = into_base(pixels)
     if inside:
@@ -75,7 +73,36 @@ def _pixels(seed=0):
 
 
 def test_every_registry_backbone_has_a_pinned_input_range():
-    assert set(PINNED) == set(models.BACKBONES) == set(WHERE)
+    assert set(PINNED) == set(backbones.BACKBONES) == set(WHERE)
+
+
+@pytest.mark.parametrize(("name", "count", "last"), [
+    ("resnet50", 16, "conv5_block3"), ("mobilenet", 13, "13"), ("mobilenet_v2", 17, "block_16"),
+    ("efficientnetv2_b0", 21, "block6h"),
+])
+def test_block_patterns_group_the_architectures_own_blocks(name, count, last):
+    base = classifier(name).base
+    blocks = {}
+    for layer in base.layers:
+        block = backbones.get(name).block_of(layer.name)
+        if block:
+            blocks.setdefault(block, []).append(layer.name)
+    assert len(blocks) == count and list(blocks)[-1] == last
+    assert backbones.get(name).block_of(base.layers[1].name) is None  # the stem is in no block
+    if name == "mobilenet":
+        assert set(blocks["12"]) == {"conv_pad_12", "conv_dw_12", "conv_dw_12_bn", "conv_dw_12_relu",
+                                     "conv_pw_12", "conv_pw_12_bn", "conv_pw_12_relu"}
+
+
+def test_imagenet_file_names_are_keras_cache_names():
+    assert backbones.get("mobilenet_v2").weights_file(160).endswith("_1.0_160_no_top.h5")
+    assert backbones.get("mobilenet_v2").weights_file(64).endswith("_1.0_224_no_top.h5")
+    assert backbones.get("resnet50").weights_file(32) == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def test_unknown_backbone_lists_the_valid_names():
+    with pytest.raises(CourseError, match="Unknown model 'vgg16' in MODELS; choose from resnet50, mobilenet"):
+        backbones.get("vgg16")
 
 
 @pytest.mark.parametrize("name", sorted(PINNED))
@@ -111,7 +138,7 @@ def test_preprocessing_happens_in_exactly_one_place(name):
     else:
         assert not outside and [type(layer) for layer in inside] == [keras.layers.Rescaling,
                                                                       keras.layers.Normalization]
-        assert models.backbone(name).preprocess_layer() is None
+        assert models.preprocessing(name) is None
 
 
 def test_keras_efficientnetv2_preprocess_input_is_a_pass_through():
@@ -153,113 +180,3 @@ def test_check_raw_pixels_stops_scaled_batches_with_one_sentence(scale):
     message = str(error.value)
     assert "looks already divided by 255" in message and "expect raw 0-255 pixels" in message
     assert message.endswith(".") and ". " not in message and "\n" not in message
-
-
-# --------------------------------------------------------------- the animal folder
-
-ANIMALS = "04_animals_mobilenetv2_vs_efficientnetv2"
-FIVE = ("cat", "cow", "dog", "elephant", "horse")
-
-
-def _pixel_set(examples) -> set[bytes]:
-    return {image.numpy().tobytes() for image, _ in examples}
-
-
-def _labels(examples) -> list[int]:
-    return [int(label) for _, label in examples]
-
-
-def test_single_folder_is_split_with_the_seed_without_overlap_and_every_class_everywhere(
-        make_settings, tmp_path, class_folder):
-    root = class_folder(tmp_path / "animals", classes=FIVE, per_class=10)
-    settings = make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=32)
-    d = data.load_animals(settings)
-    assert d.class_names == list(FIVE)
-    assert [d.size(s) for s in ("train", "val", "test")] == [40, 5, 5]  # 80 / 10 / 10 per class
-    for split in ("train", "val", "test"):
-        assert sorted(set(_labels(getattr(d, split)))) == list(range(5))
-        assert all(d.counts[split] > 0)
-    train, val, test = _pixel_set(d.train), _pixel_set(d.val), _pixel_set(d.test)
-    assert len(train) + len(val) + len(test) == 50  # 50 distinct images, each in one split
-    assert not (train & val) and not (train & test) and not (val & test)
-    again = data.load_animals(settings)
-    assert again.fingerprint == d.fingerprint and _pixel_set(again.test) == test
-    other = data.load_animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=32, seed=7))
-    assert other.fingerprint != d.fingerprint and _pixel_set(other.test) != test
-
-
-@pytest.mark.parametrize("val_name", ["val", "valid", "validation"])
-def test_presplit_folders_are_used_as_they_are(make_settings, tmp_path, class_folder, val_name):
-    root = tmp_path / "pre"
-    class_folder(root / "train", classes=FIVE, per_class=4)
-    class_folder(root / val_name, classes=FIVE, per_class=2)
-    class_folder(root / "test", classes=FIVE, per_class=3)
-    d = data.load_animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=32))
-    assert (d.size("train"), d.size("val"), d.size("test")) == (20, 10, 15)
-    scan = data.scan_folder(root / "test")
-    assert _pixel_set(d.test) == _pixel_set(data.examples_from_files(scan.paths, scan.labels, 32))
-    assert sorted(_labels(d.test)) == sorted(scan.labels.tolist())
-
-
-def test_presplit_folder_missing_a_class_says_so(make_settings, tmp_path, class_folder):
-    root = tmp_path / "pre"
-    class_folder(root / "train", classes=FIVE, per_class=4)
-    class_folder(root / "val", classes=FIVE, per_class=2)
-    class_folder(root / "test", classes=FIVE[:4], per_class=2)  # no horse/
-    with pytest.raises(DataError, match=r"test has classes .*, but .* were found beside it; every "
-                                        r"split needs the same class folders"):
-        data.load_animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=32))
-
-
-@pytest.mark.parametrize("content", ["nothing", "only broken files"])
-def test_an_empty_class_folder_is_named(make_settings, tmp_path, class_folder, content):
-    root = class_folder(tmp_path / "animals", classes=FIVE[:4], per_class=5)
-    horse = root / "horse"
-    horse.mkdir()
-    if content == "only broken files":
-        whole = jpeg_bytes()
-        (horse / "cut.jpg").write_bytes(whole[: len(whole) // 3])
-        (horse / "zero.jpg").write_bytes(b"")
-        (horse / ".hidden.jpg").write_bytes(whole)
-    with pytest.raises(DataError, match=r"Class folder .*horse has no readable images; add images to "
-                                        r"it or remove it"):
-        data.load_animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=32))
-
-
-def test_without_data_the_message_names_the_layout_and_the_kaggle_option(make_settings, tmp_path,
-                                                                        monkeypatch):
-    monkeypatch.setenv("COURSE_ROOT", str(tmp_path))
-    with pytest.raises(DataError) as error:
-        data.load_animals(make_settings(ANIMALS, profile="full", batch_size=4))
-    message = str(error.value)
-    assert str(tmp_path / "data" / "animals") in message
-    assert data.ANIMALS_LAYOUT in message and "KAGGLE_DATASET" in message
-
-
-def test_a_local_folder_wins_over_a_kaggle_download(make_settings, tmp_path, class_folder, monkeypatch):
-    monkeypatch.setenv("COURSE_ROOT", str(tmp_path))
-    class_folder(tmp_path / "data" / "animals", classes=FIVE, per_class=10)
-    monkeypatch.setattr(data, "download_kaggle", lambda dataset: pytest.fail("must not download"))
-    d = data.load_animals(make_settings(ANIMALS, profile="full", batch_size=4, image_size=32),
-                          kaggle_dataset="someone/animals")
-    assert d.class_names == list(FIVE)
-
-
-def test_kaggle_download_unwraps_archive_folders_and_never_shows_the_key(
-        make_settings, tmp_path, class_folder, monkeypatch, capsys):
-    monkeypatch.setenv("COURSE_ROOT", str(tmp_path / "course"))
-    monkeypatch.setenv("KAGGLE_USERNAME", "user")
-    monkeypatch.setenv("KAGGLE_KEY", "secret-key-123")
-    download = tmp_path / "kagglehub" / "someone" / "animals" / "versions" / "1"
-    class_folder(download / "Animals" / "dataset", classes=FIVE, per_class=10)  # two wrapper folders
-    asked = []
-    fake = types.ModuleType("kagglehub")
-    fake.dataset_download = lambda dataset: asked.append(dataset) or str(download)
-    monkeypatch.setitem(sys.modules, "kagglehub", fake)
-    monkeypatch.setattr(data, "can_download", lambda url: True)
-    d = data.load_animals(make_settings(ANIMALS, profile="full", batch_size=4, image_size=32),
-                          kaggle_dataset="someone/animals")
-    assert asked == ["someone/animals"]
-    assert d.class_names == list(FIVE) and d.size("test") == 5
-    shown = d.report() + capsys.readouterr().out
-    assert "secret-key-123" not in shown

@@ -41,7 +41,7 @@ def test_epochs_per_model_from_a_dict(make_settings):
         ({"epochs": True}, "EPOCHS must be a whole number, got True."),
         ({"batch_size": 0}, "BATCH_SIZE must be 1 or more, got 0."),
         ({"image_size": 16}, "IMAGE_SIZE 16 is below MobileNetV2's minimum of 32; use 32 or more."),
-        ({"profile": "fast"}, "PROFILE must be 'full' or 'smoke', got 'fast'."),
+        ({"profile": "fast"}, "PROFILE must be 'auto', 'full', 'laptop' or 'smoke', got 'fast'."),
         ({"limit": "all"}, "LIMIT must be a whole number, got 'all'."),
         ({"weights": "imagenet21k"}, "WEIGHTS must be 'imagenet', 'standin', None or a weights file"),
         ({"redo": "maybe"}, "REDO must be True or False, got 'maybe'."),
@@ -90,6 +90,26 @@ def test_results_dir_defaults_to_the_profile_and_env_overrides(monkeypatch, tmp_
     assert config.resolve(NB05, profile="smoke").results_dir == tmp_path.resolve()
 
 
-def test_every_notebook_has_both_profiles():
+def test_every_notebook_has_three_profiles():
     for notebook, profiles in config.PROFILES.items():
-        assert set(profiles) == {"full", "smoke"}, notebook
+        assert set(profiles) == {"full", "laptop", "smoke"}, notebook
+
+
+def test_laptop_is_the_real_data_with_imagenet_weights_and_fewer_images(make_settings):
+    for notebook in config.NOTEBOOKS:
+        if notebook in config.READS_RECORDS:
+            continue
+        laptop, full = make_settings(notebook, profile="laptop"), make_settings(notebook, profile="full")
+        assert laptop.weights == full.weights == "imagenet" and laptop.limit is not None, notebook
+        assert laptop.models == full.models and laptop.strategies == full.strategies, notebook
+
+
+def test_auto_is_laptop_without_a_gpu_and_full_stops_there_unless_asked(make_settings, monkeypatch):
+    monkeypatch.delenv("COURSE_FULL_ON_CPU")
+    assert make_settings(NB05, profile="auto").profile == "laptop"
+    with pytest.raises(SettingsError, match="PROFILE 'full' would train for about .* hours on this machine, "
+                                            "which has no GPU; use PROFILE = 'laptop'"):
+        make_settings(NB05, profile="full")
+    assert make_settings(NB05, profile="full", limit=10).profile == "full"  # a dry run
+    monkeypatch.setenv("COURSE_FULL_ON_CPU", "1")
+    assert make_settings(NB05, profile="full").profile == "full"

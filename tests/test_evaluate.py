@@ -67,10 +67,12 @@ def test_throughput_counts_images_per_second():
     assert 40 / 0.2 < rate <= 40 / 0.02  # 40 images per call of at least 20 ms
 
 
-def test_model_size_of_a_saved_model():
+def test_count_params_and_least_confident():
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, keras.layers.Dense(1000)(inputs))
-    assert 0.015 < evaluate.model_size_mb(model) < 1  # 5,000 float32 weights plus metadata
+    model = keras.Model(inputs, keras.layers.Dense(10)(inputs))
+    assert evaluate.count_params(model.weights) == 4 * 10 + 10
+    p = evaluate.Predictions(np.array([0, 1, 0]), np.array([[3.0], [0.1], [-2.0]]))
+    assert list(evaluate.least_confident(p, 2)) == [1, 2]  # probabilities 0.52 and 0.88
 
 
 def test_accuracy_interval_is_wilsons_and_honest_at_the_edges():

@@ -1,6 +1,7 @@
-"""The full profile, proven offline: each notebook runs its real configuration (image sizes,
-batch sizes, optimizers, both phases, every model and strategy) on miniature data sets stored
-in the real formats, with random weights, LIMIT images per split and one epoch per phase."""
+"""The full and laptop profiles, proven offline: each notebook runs its real configuration (image
+sizes, batch sizes, optimizers, both phases, every model and strategy) on miniature data sets
+stored in the real formats, with random weights, LIMIT images per split and one epoch per phase;
+without data or ImageNet weights, the laptop profile stops at once with one sentence."""
 
 import papermill
 import pytest
@@ -87,11 +88,14 @@ def test_04_runs_both_backbones_at_224_on_a_class_folder(real_formats, tmp_path)
 def test_01_runs_both_backbones_at_32_on_the_official_cifar_batches(real_formats, tmp_path):
     records = dry_run("01_cifar10_resnet50_vs_mobilenet", tmp_path,
                       DATA_DIR=str(real_formats / "cifar"), LIMIT=100)
-    assert {settings_of(r) for r in records} == {
-        ("resnet50", "all", 32, 100, "SGD(momentum=0.9)", 1e-3, 1, 0),
-        ("mobilenet", "all", 32, 100, "SGD(momentum=0.9)", 1e-3, 1, 0),
+    assert {settings_of(r) + (r["variant"],) for r in records} == {
+        ("resnet50", "all", 32, 100, "SGD(momentum=0.9)", 1e-3, 1, 0, None),
+        ("mobilenet", "all", 32, 100, "SGD(momentum=0.9)", 1e-3, 1, 0, None),
+        # the head on the frozen base first: 1 epoch of the 1 (a quarter, at least one)
+        ("mobilenet", "all", 32, 100, "SGD(momentum=0.9)", 1e-3, 1, 0, "head-first"),
     }
     assert {r["dataset"] for r in records} == {"CIFAR-10"}
+    assert all(r["model_file"] for r in records)
 
 
 @pytest.mark.notebook
@@ -103,3 +107,18 @@ def test_02_upsamples_to_224_and_fine_tunes_from_layer_100(real_formats, tmp_pat
     ]
     assert records[0]["fine_tune_learning_rate"] == 1e-5
     assert records[0]["trainable_params"] == 19_473_418  # layers 100-174 and the head
+    # phase 1 trained the head on cached features, phase 2 the part above layer 100 on its cached inputs
+    assert [p["inputs"] for p in records[0]["phases"]][0] == [[2048]]
+    assert records[0]["phases"][1]["trainable_params"] == 19_473_418
+
+
+@pytest.mark.notebook
+def test_the_laptop_profile_without_data_or_weights_stops_at_once_with_one_sentence(real_formats, tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        dry_run("05_cats_vs_dogs_feature_extraction", tmp_path, PROFILE="laptop", WEIGHTS=None)
+    assert error.value.ename == "DataError" and "cats_and_dogs_filtered.zip" in error.value.evalue
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        dry_run("05_cats_vs_dogs_feature_extraction", tmp_path, PROFILE="laptop", WEIGHTS=None,
+                DATA_DIR=str(real_formats / "cats_and_dogs_filtered"))
+    assert error.value.ename == "CourseError" and "ImageNet weights of MobileNetV2" in error.value.evalue
+    assert "WEIGHTS = 'standin' or None" in error.value.evalue

@@ -34,7 +34,7 @@ def test_reproduce_offline_without_data_stops_before_running_anything(tmp_path, 
     data = tmp_path / "data"
     assert "[MISS] 01  CIFAR-10" in out
     assert f"put it at {data}/cifar-10-python.tar.gz" in out
-    assert f"unzip cats_and_dogs_filtered.zip into {data}/" in out
+    assert "prepare tfds cats_vs_dogs" in out and "cats_and_dogs_filtered.zip" in out and f"into {data}/" in out
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in out
     assert f"into {tmp_path / 'keras' / 'models'}/" in out
     assert "5 thing(s) missing" in out and "data/README.md" in out
@@ -72,6 +72,15 @@ def test_one_missing_weights_file_is_named(tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
     write_cifar_batches(data_dir / "cifar-10-batches-py")
     text, ready = preflight.report(["02_cifar10_resnet50_upsampling_finetune"], data_dir)
-    assert not ready
+    assert not ready and "What the full profile needs" in text
     assert "[ok  ] 02  CIFAR-10" in text
     assert "[MISS] 02  resnet50 ImageNet weights" in text and "1 thing(s) missing" in text
+
+
+def test_the_laptop_profile_checks_the_weights_at_its_own_image_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    items = preflight.needs(["05_cats_vs_dogs_feature_extraction"], tmp_path, profile="laptop")
+    assert items[-1].detail.endswith("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5 into "
+                                     f"{tmp_path / 'keras' / 'models'}/")
+    text, ready = preflight.report(["05_cats_vs_dogs_feature_extraction"], tmp_path, profile="laptop")
+    assert not ready and "What the laptop profile needs" in text and "about ten minutes" in text

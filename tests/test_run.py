@@ -1,8 +1,13 @@
 """The runner: every notebook runs even when one fails; failures are reported; an index links all."""
 
 import json
+import os
+import subprocess
+import sys
 
 import nbformat
+import pandas as pd
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from helpers import config, results, run
@@ -81,3 +86,47 @@ def test_index_shows_the_profiles_records_and_keeps_earlier_notebooks(tmp_path):
 def test_command_line_values_are_read_like_papermill():
     assert [run.parse_value(v) for v in ("3", "0.5", "True", "None", "resnet50")] == [3, 0.5, True, None, "resnet50"]
     assert json.loads(json.dumps(run.parse_value('["a"]'))) == '["a"]'  # lists stay text for config to read
+
+
+def test_units_split_notebook_03_into_its_configurations_only_when_sharing():
+    stems = ["01_cifar10_resnet50_vs_mobilenet", "03_tf_flowers_unfreezing_strategies", "06_results_summary"]
+    whole = run.units(stems, "smoke", {}, split=False)
+    assert [u.name for u in whole] == stems[:2]
+    shared = run.units(stems, "smoke", {"MODELS": '["mobilenet"]'}, split=True)
+    assert [u.name for u in shared][:3] == ["01_cifar10_resnet50_vs_mobilenet",
+                                            "03_tf_flowers_unfreezing_strategies__mobilenet-frozen",
+                                            "03_tf_flowers_unfreezing_strategies__mobilenet-layers-5"]
+    assert len(shared) == 1 + 7 and shared[2].parameters == {"MODELS": ["mobilenet"], "STRATEGIES": ["layers:5"]}
+    assert run.parse_share("2/4") == (2, 4)
+    with pytest.raises(SystemExit, match="--shard must be K/N"):
+        run.parse_share("5/4")
+
+
+@pytest.mark.notebook
+def test_two_shares_at_once_train_each_configuration_once_and_the_last_writes_the_report(tmp_path):
+    """Two processes share one results folder, as N machines or GPUs would."""
+    common = ["--profile", "smoke", "--only", "03", "05", "06", "--no-progress", "--reports", str(tmp_path / "reports"),
+              "-p", "RESULTS_DIR", str(tmp_path / "results"), "-p", "LIMIT", "16", "-p", "BATCH_SIZE", "8",
+              "-p", "EPOCHS", "1", "-p", "FINE_TUNE_EPOCHS", "1", "-p", "MODELS", '["mobilenet_v2"]',
+              "-p", "STRATEGIES", '["frozen", "layers:5", "blocks:2"]']
+    env = {**os.environ, "COURSE_ROOT": str(config.project_root())}
+    shares = [subprocess.Popen([sys.executable, "-m", "helpers.run", "--shard", f"{k}/2", *common], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in (1, 2)]
+    outputs = [share.communicate(timeout=1500)[0] for share in shares]
+    assert [share.returncode for share in shares] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+
+    records, skipped = results.load_records(tmp_path / "results")
+    configurations = sorted((r["notebook"][:2], r["model"], r["strategy"]) for r in records)
+    assert not skipped and configurations == [("03", "mobilenet_v2", "blocks:2"), ("03", "mobilenet_v2", "frozen"),
+                                              ("03", "mobilenet_v2", "layers:5"), ("05", "mobilenet_v2", "frozen")]
+    markers = {p.stem: p.read_text().strip() for p in (tmp_path / "reports" / "smoke" / "shares").glob("*.done")}
+    # units in plan order go to shares 1, 2, 1, 2: each was run by its own share, once
+    assert markers == {"03_tf_flowers_unfreezing_strategies__mobilenet_v2-frozen": "share 1/2",
+                       "03_tf_flowers_unfreezing_strategies__mobilenet_v2-layers-5": "share 2/2",
+                       "03_tf_flowers_unfreezing_strategies__mobilenet_v2-blocks-2": "share 1/2",
+                       "05_cats_vs_dogs_feature_extraction": "share 2/2"}
+    reported = [o for o in outputs if "Report: " in o]
+    assert reported, "the share that finished last writes the report"
+    index = (tmp_path / "reports" / "smoke" / "index.html").read_text()
+    assert all(f"{name}.html" in index for name in markers) and "06_results_summary.html" in index
+    assert len(pd.read_csv(tmp_path / "reports" / "results.csv")) == 4

@@ -1,5 +1,5 @@
-"""Training: the cached-feature fast path against end to end, the precision policy,
-and a step under tf.distribute.MirroredStrategy."""
+"""Around fit: the precision policy and XLA choice, resuming an interrupted fit exactly, and
+a training step under tf.distribute.MirroredStrategy on two CPU devices."""
 
 import json
 import os
@@ -14,101 +14,6 @@ import tensorflow as tf
 
 from helpers import data, models, train
 
-SEED = 7
-# ResNet50 with random weights still passes signal at 32x32 (MobileNets do not), so the
-# head really learns from the features and the comparison is not between two constants.
-BACKBONE, SIZE, CLASSES, BATCH = "resnet50", 32, 3, 16
-
-
-def generated(n_train=50, n_val=18, size=SIZE, classes=CLASSES):
-    """Learnable generated images; 50 training images give a last batch of 2."""
-    x, y = data.sample_arrays(n_train + n_val, classes, size, seed=3)
-    train, val = (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
-    return data.image_data_from_arrays("generated", {"train": train, "val": val, "test": val},
-                                       [str(k) for k in range(classes)], "generated")
-
-
-def build():
-    """The same classifier every time: a head with two Dropout layers, so both paths must
-    draw the same dropout masks in the same order to agree."""
-    keras.utils.set_random_seed(SEED)
-    return models.build_classifier(BACKBONE, SIZE, CLASSES, weights=None,
-                                   hidden=((16, 0.5),), dropout=0.25)
-
-
-@pytest.fixture(scope="module")
-def image_data():
-    return generated()
-
-
-def run(image_data, cached, **plan):
-    classifier = build()
-    start = [w.copy() for w in classifier.head.get_weights()]
-    plan = train.TrainPlan(**{"optimizer": "adam", "learning_rate": 1e-3, "epochs": 3,
-                              "cached_features": cached, **plan})
-    history = train.train(classifier, image_data, plan, batch_size=BATCH, seed=SEED, verbose=0)
-    return classifier, history, start
-
-
-def assert_same_rows(a, b):
-    assert [r["epoch"] for r in a] == [r["epoch"] for r in b]
-    assert [r["phase"] for r in a] == [r["phase"] for r in b]
-    for left, right in zip(a, b):
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            assert left[key] == pytest.approx(right[key], rel=1e-5, abs=1e-6), (left["epoch"], key)
-
-
-def test_cached_features_train_the_same_head_as_end_to_end(image_data):
-    e2e, e2e_history, start = run(image_data, cached=False)
-    fast, fast_history, _ = run(image_data, cached=True)
-    assert not e2e_history.cached_features and fast_history.cached_features
-    assert len(fast_history.rows) == 3
-    assert_same_rows(e2e_history.rows, fast_history.rows)
-    for a, b, before in zip(e2e.head.get_weights(), fast.head.get_weights(), start):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-        assert not np.allclose(a, before)  # the head trained
-    losses = [r["loss"] for r in fast_history.rows]
-    assert losses[-1] < losses[0]  # and learned something
-    # The whole models agree on new images, not only the heads.
-    x, _ = data.take_images(image_data.val, 8)
-    np.testing.assert_allclose(e2e.model(x.astype("float32"), training=False),
-                               fast.model(x.astype("float32"), training=False),
-                               rtol=1e-4, atol=1e-5)
-
-
-def test_fine_tuning_continues_from_the_cached_head(image_data):
-    plan = {"epochs": 2, "strategy": "layers:4", "fine_tune_epochs": 1}
-    e2e, e2e_history, _ = run(image_data, cached=False, **plan)
-    fast, fast_history, _ = run(image_data, cached=True, **plan)
-    assert fast_history.cached_features and fast_history.fine_tune_start == 3
-    assert [r["phase"] for r in fast_history.rows] == ["head", "head", "fine-tune"]
-    assert_same_rows(e2e_history.rows, fast_history.rows)
-    for a, b in zip(e2e.model.get_weights(), fast.model.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-
-
-def test_features_on_disk_equal_those_in_memory(image_data, tmp_path):
-    classifier = build()
-    examples = image_data.train.filter(lambda x, y: True)  # unknown length: counted first
-    in_memory = list(train.extract_features(classifier, examples, BATCH).as_numpy_iterator())
-    on_disk = train.extract_features(classifier, examples, BATCH, workdir=tmp_path,
-                                     memory_budget=0)
-    assert any(tmp_path.iterdir())  # written to the work folder and read back from there
-    from_disk = list(on_disk.as_numpy_iterator())
-    assert len(from_disk) == len(in_memory) == image_data.size("train")
-    images, labels = data.take_images(image_data.train, image_data.size("train"))
-    direct = classifier.features(images.astype("float32"), training=False).numpy()
-    for (f_mem, y_mem), (f_disk, y_disk), f, y in zip(in_memory, from_disk, direct, labels):
-        assert y_mem == y_disk == y  # same order as the split
-        assert f_mem.dtype == f_disk.dtype == np.float32
-        np.testing.assert_allclose(f_mem, f_disk, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(f_mem, f, rtol=1e-4, atol=1e-5)
-    # One trace of the base serves both calls, full batches and the last, smaller one.
-    assert train.feature_function(classifier).experimental_get_tracing_count() == 1
-
-
-# ------------------------------------------------------------------- precision
-
 
 @pytest.mark.parametrize("asked, gpu, policy", [
     (None, True, "mixed_float16"),
@@ -122,31 +27,104 @@ def test_precision_policy(asked, gpu, policy):
     assert train.precision_policy(asked, gpu) == policy
 
 
-def test_configure_device_keeps_float32_and_no_xla_on_this_cpu(make_settings):
+def test_on_this_cpu_float32_determinism_and_no_xla_unless_asked(make_settings):
     assert not tf.config.list_physical_devices("GPU")
     try:
         device = train.configure_device(make_settings(mixed_precision=True))
         assert keras.mixed_precision.global_policy().name == "float32"
-        assert not device.mixed_precision and device.gpus == 0
-        assert device.xla is False  # the default on a CPU
-        assert device.strategy.num_replicas_in_sync == 1
+        assert not device.mixed_precision and device.gpus == 0 and device.strategy.num_replicas_in_sync == 1
+        assert device.xla is False and device.deterministic
+        asked = train.configure_device(make_settings(xla=True))
+        # Keras refuses jit_compile while op determinism is on, so asking for XLA switches it off
+        assert asked.xla and not asked.deterministic and "XLA asked for" in asked.describe()
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        train.configure_device(make_settings())  # back to the course's CPU defaults
 
 
 def test_mixed_precision_classifier_has_float32_logits():
     try:
         keras.mixed_precision.set_global_policy("mixed_float16")
-        classifier = models.build_classifier("mobilenet_v2", 32, 3, weights=None,
-                                             hidden=((8, 0.0),))
+        model, base = models.gap_classifier("mobilenet_v2", 32, 3)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    hidden = classifier.head.get_layer("dense_8_0")
-    assert hidden.compute_dtype == "float16"  # the work is done in float16
-    assert classifier.head.get_layer("logits").compute_dtype == "float32"
-    assert classifier.model.outputs[0].dtype == "float32"
-    logits = classifier.model(np.full((2, 32, 32, 3), 100.0, np.float32), training=False)
+    assert base.layers[2].compute_dtype == "float16"  # the work is done in float16
+    assert model.get_layer("logits").compute_dtype == "float32" and model.outputs[0].dtype == "float32"
+    logits = model(np.full((2, 32, 32, 3), 100.0, np.float32), training=False)
     assert logits.dtype == tf.float32 and np.all(np.isfinite(logits.numpy()))
+
+
+# --------------------------------------------------------------------- resume
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stands in for a killed kernel: raises once epoch `after` has been backed up."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt
+
+
+def _fit(folder, epochs=4, extra=(), initial_epoch=0, early=None):
+    """A small model, the same every time; Resume comes last, as in experiment.Run."""
+    keras.utils.set_random_seed(3)
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dropout(0.3)(keras.layers.Dense(16, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(hidden))  # Dropout: its random state resumes too
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    examples = tf.data.Dataset.from_tensor_slices((x, y))
+    batches = data.batches(examples, 16, shuffle_seed=1)  # each epoch's order: seed and epoch only
+    resume = train.Resume(folder)
+    callbacks = [*([early] if early else []), resume, *extra]
+    history = model.fit(batches, validation_data=data.batches(examples, 16), epochs=epochs, initial_epoch=initial_epoch,
+                        callbacks=callbacks, verbose=0)
+    return model, history, resume
+
+
+def test_an_interrupted_fit_continues_where_it_stopped_and_ends_like_an_uninterrupted_one(tmp_path):
+    whole, whole_history, _ = _fit(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "cut", extra=[Interrupt(2)])
+    model, history, resume = _fit(tmp_path / "cut")
+    assert resume.resumed == 2 and history.epoch == [2, 3]  # only the epochs left ran
+    for a, b in zip(model.get_weights(), whole.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert history.history["val_loss"] == pytest.approx(whole_history.history["val_loss"][2:], rel=1e-5)
+
+
+def test_a_finished_phase_is_restored_whole_and_runs_no_epoch(tmp_path):
+    trained, _, _ = _fit(tmp_path / "b")
+    again, history, resume = _fit(tmp_path / "b")
+    assert history.epoch == [] and resume.resumed == 4
+    for a, b in zip(again.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_best_weights_are_what_a_rerun_restores(tmp_path):
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True,
+                                         mode="max")  # "max" stops at once, keeping epoch 1
+    trained, history, _ = _fit(tmp_path / "e", epochs=6, early=stop)
+    assert len(history.epoch) < 6
+    again, rerun, _ = _fit(tmp_path / "e", epochs=6)
+    assert rerun.epoch == []  # the stopped phase counts as finished
+    for a, b in zip(again.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert json.loads((tmp_path / "e" / "state.json").read_text())["done"]
+
+
+def test_read_log_keeps_the_last_row_of_an_epoch_run_twice(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,loss,val_loss\n0,1.0,1.1\n1,0.9,1.0\n1,0.8,0.95\n2,0.7,0.9\n")
+    rows = train.read_log(log, "head")
+    assert [(r["epoch"], r["loss"]) for r in rows] == [(1, 1.0), (2, 0.8), (3, 0.7)]
+    assert {r["phase"] for r in rows} == {"head"}
+    with pytest.raises(train.TrainingDiverged, match="became nan in epoch 2 \\(head\\); lower the learning rate"):
+        train.check_finite([{"epoch": 2, "loss": float("nan")}], "head")
 
 
 # ---------------------------------------------------------------- distribution
@@ -159,28 +137,28 @@ MIRRORED = textwrap.dedent("""
     import keras
     import numpy as np
     sys.path.insert(0, sys.argv[1])
-    from helpers import data, models, train
+    from helpers import models, samples
 
-    x, y = data.sample_arrays(12, 3, 32, seed=0)
-    split = data.image_data_from_arrays(
-        "generated", {"train": (x[:8], y[:8]), "val": (x[8:], y[8:]), "test": (x[8:], y[8:])},
-        ["a", "b", "c"], "generated")
-    plan = train.TrainPlan(optimizer="sgd", learning_rate=0.1, epochs=1, first_phase="layers:4")
+    x, y = samples.sample_arrays(8, 3, 32, seed=0)
     out = {}
     for name, strategy in (("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
                            ("single", tf.distribute.get_strategy())):
         keras.utils.set_random_seed(0)
-        with strategy.scope():  # as experiment.run_config builds it
-            classifier = models.build_classifier("resnet50", 32, 3, weights=None)
-        before = [w.copy() for w in classifier.head.get_weights()]
-        history = train.train(classifier, split, plan, batch_size=8, seed=0, verbose=0)
+        with strategy.scope():  # as the notebooks build and compile
+            model, base = models.gap_classifier("resnet50", 32, 3)
+            for layer in base.layers[:-4]:
+                layer.trainable = False
+            model.compile(keras.optimizers.SGD(0.1),
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        before = [w.copy() for w in model.get_weights()]
+        history = model.fit(x.astype("float32"), y.astype("int32"), batch_size=8, epochs=1, verbose=0,
+                            shuffle=False)
         out[name] = {
             "replicas": strategy.num_replicas_in_sync,
-            "loss": history.rows[-1]["loss"],
-            "variable": type(classifier.head.weights[0].value).__name__,
-            "head": [w.tolist() for w in classifier.head.get_weights()],
-            "moved": max(float(np.abs(a - b).max()) for a, b in
-                         zip(classifier.head.get_weights(), before)),
+            "loss": history.history["loss"][-1],
+            "variable": type(model.get_layer("logits").kernel.value).__name__,
+            "weights": [w.tolist() for w in model.get_layer("logits").get_weights()],
+            "moved": max(float(np.abs(a - b).max()) for a, b in zip(model.get_weights(), before)),
         }
     print("RESULT " + json.dumps(out))
 """)
@@ -191,7 +169,6 @@ def test_one_step_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
     script.write_text(MIRRORED)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COURSE_OFFLINE": "1"}
-    env.pop("TF_CONFIG", None)
     done = subprocess.run([sys.executable, str(script), root], capture_output=True, text=True,
                           env=env, timeout=600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -203,14 +180,5 @@ def test_one_step_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
     assert np.isfinite(mirrored["loss"]) and mirrored["moved"] > 0
     # Two replicas of 4 images each take the same step as one device on all 8.
     assert mirrored["loss"] == pytest.approx(single["loss"], rel=1e-4)
-    for a, b in zip(mirrored["head"], single["head"]):
+    for a, b in zip(mirrored["weights"], single["weights"]):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
-
-
-def test_plan_description_counts_epochs_in_words():
-    plan = train.TrainPlan(optimizer="adam", learning_rate=1e-3, epochs=1, strategy="blocks:2",
-                           fine_tune_epochs=1, fine_tune_learning_rate=1e-5, early_stopping=3)
-    text = plan.describe()
-    assert "Adam at 0.001, 1 epoch\n" in text
-    assert "not improved for 3 epochs" in text
-    assert text.endswith("phase 2: unfreeze blocks:2, recompile at 1e-05, 1 more epoch")

@@ -1,0 +1,223 @@
+"""Compute what does not change once: the outputs of a model's frozen part.
+
+While layers are frozen, run in inference mode and see unaugmented images, their outputs for
+an image are the same in every epoch. `split` cuts a model into that frozen part and the part
+that trains; `outputs` runs the frozen part once over a split of the data and keeps the
+results, so each epoch runs only what trains:
+
+    frozen_part, trainable_part = cache.split(model)
+    train_cut = cache.outputs(frozen_part, flowers.train, BATCH, folder=run.workdir)
+    trainable_part.fit(data.batches(train_cut, BATCH, shuffle_seed=SEED), ...)  # trains `model`
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import data, progress
+from helpers.config import CourseError
+from helpers.models import InferenceMode
+
+MEMORY_BUDGET = 2 * 2**30  # bytes of cached outputs kept in memory; more go to disk
+
+
+class CannotSplit(CourseError):
+    """A model whose frozen part cannot be computed once."""
+
+
+# -------------------------------------------------------------------------- split
+
+
+def _producer(tensor):
+    """The graph node (one call of a layer) that made a symbolic tensor."""
+    layer, index, _ = tensor._keras_history
+    return layer._inbound_nodes[index]
+
+
+def _nodes(outputs: list, stop: list = ()) -> list:
+    """The nodes that compute `outputs`, each after the nodes it reads from; the search does
+    not look behind the `stop` tensors."""
+    stop_ids = {id(t) for t in stop}
+    order, seen = [], set()
+    pending = [(_producer(t), False) for t in reversed(outputs) if id(t) not in stop_ids]
+    while pending:
+        node, ready = pending.pop()
+        if ready:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        pending.append((node, True))
+        pending += [(_producer(t), False) for t in reversed(node.input_tensors) if id(t) not in stop_ids]
+    return order
+
+
+def _trains(layer) -> bool:
+    return bool(layer.trainable_weights)
+
+
+def _random(layer) -> bool:
+    """Whether a layer (or one inside it) draws random numbers when training (augmentation,
+    dropout, noise)."""
+    return any(getattr(inner, "_seed_generators", None) for inner in layer._flatten_layers())
+
+
+def _is_input(node) -> bool:
+    return isinstance(node.operation, keras.layers.InputLayer)
+
+
+def _cut(nodes: list, frozen: set, moves) -> list:
+    """The tensors that frozen nodes pass to live ones, in the order the graph reads them.
+    A node is live when `moves(layer)` or when it reads a live tensor; `frozen` holds the ids
+    of the tensors known to be frozen and is extended."""
+    cut = []
+    for node in nodes:
+        inputs = node.input_tensors
+        if _is_input(node) or not (moves(node.operation) or any(id(t) not in frozen for t in inputs)):
+            frozen.update(id(t) for t in node.outputs)
+            continue
+        for t in inputs:
+            if id(t) in frozen and all(t is not c for c in cut):
+                cut.append(t)
+    return cut
+
+
+def _single(tensors: list):
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def split(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(frozen_part, trainable_part) of a classifier built as raw pixels -> preprocessing ->
+    `InferenceMode(base)` -> head, where some of the base may be trainable.
+
+    frozen_part: the model's inputs -> every tensor that a frozen layer passes to a trainable
+    one (skip connections too), or the pooled features when the whole base is frozen.
+    trainable_part: those tensors -> the rest of the base (BatchNorm still in inference mode)
+    -> the head. It shares its layers with `model`: fitting it trains `model`.
+
+    Stops with `CannotSplit` when the frozen part would not be constant: augmentation (or
+    anything trainable) before the base."""
+    outer = _nodes(model.outputs)
+    wrappers = [n for n in outer if isinstance(n.operation, InferenceMode)]
+    if len(wrappers) != 1:
+        raise CannotSplit(
+            f"{model.name} has {len(wrappers)} bases wrapped in helpers.models.InferenceMode; "
+            "split needs exactly one, with the layers before it frozen and the head after it."
+        )
+    wrapper = wrappers[0]
+    base = wrapper.operation.inner
+    (pixels,) = wrapper.input_tensors
+    (features,) = wrapper.outputs
+    for node in _nodes([pixels]):
+        layer = node.operation
+        if _random(layer):
+            raise CannotSplit(
+                f"{model.name} augments its inputs ({layer.name}, before the base), so its "
+                "frozen layers see different images every epoch and their outputs cannot be "
+                "computed once; fine-tune it end to end."
+            )
+        if _trains(layer):
+            raise CannotSplit(
+                f"{layer.name} comes before the base and is trainable, so nothing after it is "
+                "constant; freeze it (layer.trainable = False) or fine-tune end to end."
+            )
+    head = _nodes(model.outputs, stop=[features])
+    if any(_is_input(node) for node in head):
+        raise CannotSplit(
+            f"{model.name} reads its inputs also other than through the base, so no part of "
+            "it can be computed once."
+        )
+
+    name, policy = wrapper.operation.name, wrapper.operation.dtype_policy
+    inner_cut = _cut(_nodes(base.outputs), set(), _trains)
+    if inner_cut:  # part of the base trains: cut inside it, both parts in inference mode
+        prefix = keras.Model(base.inputs, _single(inner_cut), name=f"{base.name}_frozen")
+        cut = InferenceMode(prefix, name=name, dtype=policy)(pixels)
+        frozen_part = keras.Model(_single(model.inputs), cut, name=f"{model.name}_frozen_part")
+        inputs = _inputs_like(inner_cut)
+        rest = keras.Model(_single(inner_cut), _single(base.outputs), name=f"{base.name}_trainable")
+        x = InferenceMode(rest, name=name, dtype=policy)(_single(inputs))
+        after = keras.Model(features, _single(model.outputs), name="head")
+        return frozen_part, keras.Model(_single(inputs), after(x), name=f"{model.name}_trainable_part")
+
+    # The whole base is frozen: the cut lies after it (e.g. the pooled features).
+    cut = _cut(head, {id(features)}, lambda layer: _trains(layer) or _random(layer))
+    if not cut:
+        raise CannotSplit(f"Nothing in {model.name} trains, so there is nothing to split off.")
+    frozen_part = keras.Model(_single(model.inputs), _single(cut), name=f"{model.name}_frozen_part")
+    inputs = _inputs_like(cut)
+    after = keras.Model(_single(cut), _single(model.outputs), name="head")
+    return frozen_part, keras.Model(_single(inputs), after(_single(inputs)),
+                                    name=f"{model.name}_trainable_part")
+
+
+def _inputs_like(tensors: list) -> list:
+    """New inputs of the same shapes and precision, named after the layers that made them."""
+    return [keras.Input(t.shape[1:], dtype=t.dtype, name=_producer(t).operation.name) for t in tensors]
+
+
+# ------------------------------------------------------------------------ outputs
+
+
+def _call(model: keras.Model):
+    """`model(x, training=False)` compiled once for any batch size (the last, smaller batch
+    reuses the trace); it returns a list of tensors, one per output."""
+    fn = getattr(model, "_course_cached_call", None)
+    if fn is None:
+        spec = [tf.TensorSpec((None, *x.shape[1:]), tf.float32) for x in model.inputs]
+
+        def call(*x):
+            result = model(_single(list(x)), training=False)
+            return list(result) if isinstance(result, (list, tuple)) else [result]
+
+        fn = tf.function(call, input_signature=spec, autograph=False)  # no Python branches
+        model._course_cached_call = fn
+    return fn
+
+
+def _structure(parts: list):
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64, *,
+            folder: Path | None = None, memory_budget: float | None = None) -> tf.data.Dataset:
+    """Run `model` once over a split of (image, label) examples, in order; return the
+    unbatched (outputs, label) examples, outputs a tuple when the model has several, in the
+    precision the model computes in (float16 under mixed precision). In memory when they fit
+    in `memory_budget` bytes (or no `folder` is given), otherwise saved to `folder` and read
+    back from disk."""
+    call = _call(model)
+    count = data.count(examples)
+    shapes = [tuple(t.shape[1:]) for t in model.outputs]
+    dtypes = [np.dtype(keras.backend.standardize_dtype(t.dtype)) for t in model.outputs]
+    size = count * sum(int(np.prod(s)) * d.itemsize for s, d in zip(shapes, dtypes))
+    budget = MEMORY_BUDGET if memory_budget is None else memory_budget
+    if size <= budget or folder is None:
+        parts = [np.empty((count, *s), d) for s, d in zip(shapes, dtypes)]
+        label_spec = examples.element_spec[1]
+        labels = np.empty((count, *label_spec.shape), label_spec.dtype.as_numpy_dtype)
+        steps, start = -(-count // batch_size), 0
+        what = f"{model.name}: once over {count} images"
+        for images, y in progress.bar(data.batches(examples, batch_size), steps, what):
+            end = start + len(y)
+            for part, value in zip(parts, call(images)):
+                part[start:end] = value.numpy()
+            labels[start:end] = y.numpy()
+            start = end
+        return tf.data.Dataset.from_tensor_slices((_structure(parts), labels))
+
+    path = Path(folder) / f"cache-{model.name}-{os.getpid()}-{id(examples)}"
+    shutil.rmtree(path, ignore_errors=True)
+    print(f"{model.name}: {size / 2**30:.1f} GB of outputs, more than the memory budget: "
+          f"cached in {path}")
+    computed = data.batches(examples, batch_size).map(lambda x, y: (_structure(call(x)), y))
+    # one shard, so reading it back keeps the order
+    computed.unbatch().save(str(path), shard_func=lambda *_: tf.constant(0, tf.int64))
+    return tf.data.Dataset.load(str(path))

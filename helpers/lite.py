@@ -1,0 +1,302 @@
+"""Shipping a trained model as TensorFlow Lite (LiteRT): the four formats notebook 07
+compares, the interpreter that runs them, the same measurements the records hold, and
+where the series' light models and their data sets are.
+
+    files = lite.convert(model, lite.representative_images(data.train, 100, seed=42))
+    small = lite.LiteModel(files["int8"])
+    small.predict(data.test).accuracy, small.latency_ms(), small.size_mb
+
+Every format takes what the Keras model takes, raw 0-255 float32 pixels, and returns its
+logits as float32: the full int8 model quantizes its input and dequantizes its output inside.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import backbones, config, evaluate, results
+from helpers import data as data_module
+from helpers.setup import quiet_stderr
+
+FORMATS = {
+    "float32": "float32 weights and arithmetic (the Keras model, as a flat file)",
+    "float16": "float16 weights, float32 arithmetic",
+    "dynamic-int8": "int8 weights, float32 activations (dynamic-range quantization)",
+    "int8": "int8 weights and activations, calibrated on training images",
+}
+
+
+def interpreter_class():
+    """LiteRT's interpreter (the `ai-edge-litert` package); TensorFlow's own, which is
+    deprecated, only where that package is not installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import warnings
+
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        Interpreter = tf.lite.Interpreter
+    return Interpreter
+
+
+def _float32_config(value):
+    """A serialized model with every mixed-precision dtype policy replaced by float32."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "DTypePolicy" and str(value["config"]["name"]).startswith("mixed_"):
+            return {**value, "config": {**value["config"], "name": "float32"}}
+        return {k: "float32" if k == "dtype" and v in ("float16", "bfloat16") else _float32_config(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_float32_config(v) for v in value]
+    return value
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The model computing in float32. A model trained with mixed precision computes in float16,
+    which the converter cannot quantize; its weights are float32 already and are copied over."""
+    config = keras.saving.serialize_keras_object(model)
+    plain = _float32_config(config)
+    if plain == config:
+        return model
+    copy = keras.saving.deserialize_keras_object(plain)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def saved_model(model: keras.Model, folder: Path) -> Path:
+    """The inference function (training=False: augmentation and dropout off) as a SavedModel
+    with a float32 input of any batch size, which the converter reads."""
+    model = float32_copy(model)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda x: model(x, training=False),
+                         input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)])
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # not "INFO:tensorflow:Assets written to: ..."
+    try:
+        with quiet_stderr():
+            archive.write_out(str(folder), verbose=False)
+    finally:
+        logger.setLevel(level)
+    return Path(folder)
+
+
+def representative_images(examples: tf.data.Dataset, count: int, seed: int) -> np.ndarray:
+    """`count` images drawn at random (seeded) from a split, as float32 raw pixels: what the
+    full int8 conversion measures activation ranges on."""
+    total = data_module.count(examples)
+    chosen = set(np.random.default_rng(seed).choice(total, min(count, total), replace=False).tolist())
+    images = [image for i, (image, _) in enumerate(examples.as_numpy_iterator()) if i in chosen]
+    return np.stack(images).astype(np.float32)
+
+
+def converter(folder: Path, kind: str, representative: np.ndarray | None = None):
+    """A TFLiteConverter for one of `FORMATS`, reading the SavedModel in `folder`."""
+    if kind not in FORMATS:
+        raise ValueError(f"Unknown format {kind!r}; choose from {', '.join(FORMATS)}.")
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(folder))
+    if kind != "float32":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if kind == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    if kind == "int8":
+        if representative is None or not len(representative):
+            raise ValueError("Full int8 needs representative images (from the training split).")
+
+        def batches() -> Iterator[list[np.ndarray]]:
+            for image in representative:
+                yield [image[None].astype(np.float32)]
+
+        conv.representative_dataset = batches
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]  # int8 or fail
+    return conv
+
+
+def convert(model: keras.Model, representative: np.ndarray | None = None,
+            formats=tuple(FORMATS)) -> dict[str, bytes]:
+    """The model as .tflite bytes in each format (full int8 needs `representative`)."""
+    with tempfile.TemporaryDirectory() as folder:
+        saved_model(model, Path(folder))
+        converted = {}
+        for kind in formats:
+            with quiet_stderr():
+                converted[kind] = converter(Path(folder), kind, representative).convert()
+    return converted
+
+
+class LiteModel:
+    """A .tflite model (bytes or a file) in LiteRT's interpreter, called like the Keras model:
+    float32 raw pixels in, float32 logits out."""
+
+    def __init__(self, content: bytes | str | Path, num_threads: int | None = None):
+        self.content = content if isinstance(content, bytes) else Path(content).read_bytes()
+        with quiet_stderr():
+            self.interpreter = interpreter_class()(model_content=self.content, num_threads=num_threads)
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.image_shape = tuple(int(d) for d in self.input["shape"][1:])
+        self._batch = 0
+
+    @property
+    def size_mb(self) -> float:
+        return len(self.content) / 2**20
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Logits of a batch of images."""
+        images = np.asarray(images, dtype=np.float32)
+        if len(images) != self._batch:
+            self.interpreter.resize_tensor_input(self.input["index"], (len(images), *self.image_shape))
+            with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+                self.interpreter.allocate_tensors()
+            self._batch = len(images)
+        self.interpreter.set_tensor(self.input["index"], images)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"]).astype(np.float32)
+
+    def predict(self, examples: tf.data.Dataset, batch_size: int = 32) -> evaluate.Predictions:
+        """Logits and labels of a split, in its order (as `evaluate.predict` gives the Keras model's)."""
+        labels, logits = [], []
+        for images, y in data_module.batches(examples, batch_size):
+            logits.append(self(images.numpy()))
+            labels.append(y.numpy())
+        return evaluate.Predictions(np.concatenate(labels).astype(int), np.concatenate(logits))
+
+    def latency_ms(self, *, repeats: int = 100, warmup: int = 5, max_seconds: float = 1.5) -> float:
+        """Median milliseconds of one batch-1 call after warm-up, as `evaluate.latency_ms`
+        times the Keras model: `repeats` calls, or as many as fit in `max_seconds` (at least 5)."""
+        x = np.random.default_rng(0).uniform(0, 255, (1, *self.image_shape)).astype(np.float32)
+        for _ in range(warmup):
+            self(x)
+        times: list[float] = []
+        while len(times) < repeats and (len(times) < 5 or sum(times) < max_seconds):
+            start = time.perf_counter()
+            self(x)
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    def throughput(self, *, batch_size: int = 32, repeats: int = 5, max_seconds: float = 1.0) -> float:
+        """Images per second at a large batch, after one warm-up call."""
+        x = np.random.default_rng(0).uniform(0, 255, (batch_size, *self.image_shape)).astype(np.float32)
+        self(x)
+        done, start = 0, time.perf_counter()
+        while done < repeats and (done == 0 or time.perf_counter() - start < max_seconds):
+            self(x)
+            done += 1
+        return batch_size * done / (time.perf_counter() - start)
+
+
+def agreement(first: evaluate.Predictions, second: evaluate.Predictions) -> float:
+    """The fraction of images two models give the same class."""
+    return float(np.mean(first.y_pred == second.y_pred))
+
+
+# ------------------------------------------------------------- the series' light models
+
+# The notebooks that train light models, and how each loads its data set.
+SOURCE_NOTEBOOKS = {
+    "01_cifar10_resnet50_vs_mobilenet": lambda s: data_module.load_cifar10(s, val_fraction=0.3),
+    "04_animals_mobilenetv2_vs_efficientnetv2": data_module.load_animals,
+    "05_cats_vs_dogs_feature_extraction": data_module.load_cats_vs_dogs,
+}
+
+
+@dataclass
+class Source:
+    """One light model a notebook trained: its record and saved model, or why they are missing."""
+
+    notebook: str
+    model: str
+    record: dict | None = None
+    model_path: Path | None = None
+    problem: str | None = None
+
+    @property
+    def title(self) -> str:
+        return f"{backbones.get(self.model).title} from notebook {self.notebook[:2]}"
+
+
+def light_models(settings: config.Settings) -> list[Source]:
+    """The light models of notebooks 01, 04 and 05 under `settings.results_dir`, for this profile:
+    each with its record and .keras file, or a `problem` that says which notebook to run."""
+    found = []
+    for notebook in SOURCE_NOTEBOOKS:
+        run_it = f"run notebooks/{notebook}.ipynb on the {settings.profile} profile"
+        records, _ = results.load_records(settings.results_dir / notebook)
+        records = [r for r in records if r.get("profile") == settings.profile and r.get("notebook") == notebook
+                   and r["model"] in backbones.BACKBONES and backbones.get(r["model"]).light]
+        expected = [m for m in config.PROFILES[notebook][settings.profile].models if backbones.get(m).light]
+        for model in dict.fromkeys(expected + [r["model"] for r in records]):
+            mine = sorted((r for r in records if r["model"] == model),
+                          key=lambda r: (r.get("variant") is not None, r.get("status") != "ok"))
+            source = Source(notebook, model, mine[0] if mine else None)
+            if source.record is None:
+                source.problem = f"no record: {run_it}"
+            elif source.record.get("status") != "ok":
+                source.problem = f"its run failed: {run_it} with REDO = True"
+            elif not source.record.get("model_file"):
+                source.problem = f"the model was not saved: {run_it} with SAVE_MODELS = True and REDO = True"
+            else:
+                source.model_path = settings.results_dir / notebook / source.record["model_file"]
+                if not source.model_path.exists():
+                    source.problem = f"{source.model_path} is missing: {run_it} with REDO = True"
+            found.append(source)
+    return found
+
+
+def training_data(record: dict) -> data_module.ImageData:
+    """The data set a model was trained on, split as its notebook split it (same settings, seed)."""
+    # nothing trains here: the full profile's warning about hours of training on a CPU is moot
+    before = os.environ.get("COURSE_FULL_ON_CPU")
+    os.environ["COURSE_FULL_ON_CPU"] = "1"
+    try:
+        settings = config.resolve(
+            record["notebook"], profile=record["profile"], image_size=record["image_size"],
+            limit=record["limit"], seed=record["seed"], data_dir=record["data_dir"],
+            batch_size=record["batch_size"])
+    finally:
+        if before is None:
+            del os.environ["COURSE_FULL_ON_CPU"]
+        else:
+            os.environ["COURSE_FULL_ON_CPU"] = before
+    return SOURCE_NOTEBOOKS[record["notebook"]](settings)
+
+
+# What a converted model's record takes from the record of the model it was made from.
+FROM_SOURCE = ("article", "dataset", "image_size", "batch_size", "epochs", "fine_tune_epochs",
+               "optimizer", "learning_rate", "fine_tune_learning_rate", "train_accuracy",
+               "train_loss", "trainable_params", "total_params", "train_seconds", "skipped_files",
+               "seed", "limit", "weights", "data_dir", "split_fingerprint", "class_names")
+
+
+def record_path(settings: config.Settings, source: Source, kind: str) -> Path:
+    """Where the record of one converted model goes, e.g. mobilenet_v2__tflite-int8__from-05.json."""
+    return results.record_path(settings, source.model, f"tflite-{kind}", f"from-{source.notebook[:2]}")
+
+
+def new_record(settings: config.Settings, source: Source, kind: str, tflite: LiteModel,
+               val: evaluate.Predictions, test: evaluate.Predictions, **values) -> dict:
+    """The record of one converted model: its own accuracy, loss, latency, throughput and size;
+    the training facts (epochs, optimizer, parameters, ...) of the model it was made from."""
+    from helpers.train import device_name
+
+    batch = 32
+    return results.new_record(
+        settings, source.model, f"tflite-{kind}", variant=f"from-{source.notebook[:2]}",
+        title=f"{source.title}, LiteRT {kind}",
+        **{field: source.record.get(field) for field in FROM_SOURCE},
+        val_accuracy=val.accuracy, val_loss=val.loss,
+        test_accuracy=test.accuracy, test_loss=test.loss,
+        inference_ms_per_image=tflite.latency_ms(), throughput_images_per_s=tflite.throughput(batch_size=batch),
+        throughput_batch_size=batch, device=device_name(), model_size_mb=tflite.size_mb, **values,
+    )

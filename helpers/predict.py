@@ -1,0 +1,176 @@
+"""Predictions on your own images with a model a notebook saved.
+
+    python -m helpers.predict results/smoke/05_cats_vs_dogs_feature_extraction/mobilenet_v2__frozen.keras my_photos/
+
+Every image is decoded and resized as in training (RGB, bilinear, raw 0-255 pixels); files
+that cannot be read get a row with the reason, and the other rows are still predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+# importing models registers the course's own layers, which loading a saved model needs
+from helpers import data, folders, models, results  # noqa: F401
+from helpers.config import CourseError
+
+
+def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
+    """A saved model and its class names, read from the record beside it (`<stem>.json`);
+    without a record the classes are called "class 0", "class 1", ..."""
+    path = Path(path)
+    if not path.is_file():
+        raise CourseError(f"{path} is not a file; give the .keras file a notebook saved beside its record.")
+    try:
+        model = keras.models.load_model(path)
+    except Exception as error:  # Keras raises many kinds here; the user needs one sentence
+        raise CourseError(f"{path} could not be loaded as a Keras model ({type(error).__name__}); "
+                          "give the .keras file a notebook saved beside its record.") from None
+    shape, outputs = model.input_shape, model.output_shape
+    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] and shape[3] == 3
+            and len(outputs) == 2):
+        raise CourseError(f"{path} is not an image classifier (input {shape}, output {outputs}); "
+                          "give a .keras file a notebook saved.")
+    count = 2 if outputs[1] == 1 else int(outputs[1])
+    record_file = path.with_suffix(".json")
+    try:
+        names = results.read_record(record_file).get("class_names") or []
+    except ValueError:
+        names = []
+    if len(names) != count:
+        why = f"does not name its {count} classes" if record_file.exists() else "is not beside the model"
+        names = [f"class {k}" for k in range(count)]
+        print(f"The record {record_file.name} {why}, so the classes are called "
+              f"{', '.join(names)}.", file=sys.stderr)
+    return model, list(names)
+
+
+def find_files(paths: Sequence[Path | str]) -> list[Path]:
+    """The files named, and the candidate image files under the folders named (recursively)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += folders.list_files(path)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CourseError(f"{path} does not exist; give image files or folders that hold them.")
+    return files
+
+
+def load_images(files: Sequence[Path | str], size: int) -> tuple[np.ndarray, list[str | None]]:
+    """Decode and resize each file as training does: uint8 images (zeros where a file cannot be
+    read) and, per file, the problem (None when it was read)."""
+    images = np.zeros((len(files), size, size, 3), np.uint8)
+    problems: list[str | None] = []
+    for k, file in enumerate(files):
+        usable, problem, _ = folders.check_image(Path(file))  # odd formats converted to RGB
+        if usable is not None:
+            try:
+                images[k] = data._decode_resize(tf.io.read_file(usable), size).numpy()
+            except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+                problem = "cannot be decoded"
+        problems.append(problem)
+    return images, problems
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """One probability per class: sigmoid of a single logit (for class 1), softmax otherwise."""
+    logits = np.asarray(logits, np.float64)
+    if logits.shape[1] == 1:
+        p = 1 / (1 + np.exp(-logits[:, 0]))
+        return np.stack([1 - p, p], axis=1)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict_paths(model: keras.Model, class_names: Sequence[str], paths: Sequence[Path | str], *,
+                  top: int = 3, batch_size: int = 32) -> pd.DataFrame:
+    """One row per file: file (inside the folder it was found in), prediction, probability, the
+    `top` classes (multi-class models only) and the problem that kept a file from being
+    predicted ("" when it was read)."""
+    files = find_files(paths)
+    roots = [Path(p) for p in paths if Path(p).is_dir()]
+    size = int(model.input_shape[1])
+    images, problems = load_images(files, size)
+    good = [k for k, problem in enumerate(problems) if problem is None]
+    probs = np.zeros((len(files), len(class_names)))
+    if good:
+        picked = images[good].astype(np.float32)
+        logits = np.concatenate([keras.ops.convert_to_numpy(model(picked[i:i + batch_size], training=False))
+                                 for i in range(0, len(picked), batch_size)])
+        if logits.shape[1] != (1 if len(class_names) == 2 else len(class_names)):
+            raise CourseError(f"The model has {logits.shape[1]} output(s) but {len(class_names)} "
+                              "class names were given; give one name per class.")
+        probs[good] = probabilities(logits)
+    rows = []
+    for k, file in enumerate(files):
+        root = next((r for r in roots if r in file.parents), None)  # shown inside the folder given
+        row = {"file": str(file.relative_to(root) if root else file), "prediction": None, "probability": np.nan}
+        if problems[k] is None:
+            best = np.argsort(-probs[k], kind="stable")
+            row.update(prediction=class_names[best[0]], probability=float(probs[k, best[0]]))
+            if len(class_names) > 2 and top > 0:
+                row["top"] = ", ".join(f"{class_names[c]}: {probs[k, c]:.3f}" for c in best[:top])
+        row["problem"] = problems[k] or ""
+        rows.append(row)
+    columns = ["file", "prediction", "probability"] + (["top"] if len(class_names) > 2 and top > 0 else [])
+    return pd.DataFrame(rows, columns=columns + ["problem"])
+
+
+def write_examples(examples: tf.data.Dataset, folder: Path | str, count: int,
+                   class_names: Sequence[str]) -> Path:
+    """Write the first `count` (image, label) examples of a split as `<class>_<i>.jpg` files."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (image, label) in enumerate(examples.take(count)):
+        name = re.sub(r"[^\w-]+", "_", class_names[int(label)])
+        Image.fromarray(image.numpy()).save(folder / f"{name}_{i}.jpg", quality=95, subsampling=0)
+    return folder
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: print the table (and write it with --csv); 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.predict",
+                                     description="Predict the class of your own images with a saved model.")
+    parser.add_argument("model", help="the .keras file a notebook saved")
+    parser.add_argument("paths", nargs="+", help="image files or folders of them (searched recursively)")
+    parser.add_argument("--csv", help="also write the table to this CSV file")
+    parser.add_argument("--top", type=int, default=3, help="classes listed per image (multi-class models)")
+    args = parser.parse_args(argv)
+    try:
+        files = find_files(args.paths)
+        if not files:
+            raise CourseError(f"No files found in {', '.join(args.paths)}; give image files or folders that hold them.")
+        model, class_names = load_model(args.model)
+        table = predict_paths(model, class_names, files, top=args.top)
+        if args.csv:
+            try:
+                table.to_csv(args.csv, index=False)
+            except OSError as error:
+                raise CourseError(f"Cannot write {args.csv} ({error.strerror}); give a path in a folder that exists.") from None
+    except CourseError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(table.to_string(index=False, float_format=lambda p: f"{p:.3f}", na_rep=""))
+    broken = int((table["problem"] != "").sum())
+    if broken:
+        print(f"{broken} of {len(table)} files could not be read (see the problem column).")
+    if args.csv:
+        print(f"wrote {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

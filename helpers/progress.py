@@ -1,0 +1,35 @@
+"""Progress a person can see: bars for the slow steps (folder scans, feature passes, stand-in
+weights) in a notebook and in a terminal, and how much `fit` should print.
+
+Headless runs (the runner, `make demo`, the tests; `COURSE_HEADLESS=1`) keep their output
+short: no bars, one line per epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def headless() -> bool:
+    """True when nobody watches the output as it is written ($COURSE_HEADLESS)."""
+    return os.environ.get("COURSE_HEADLESS", "") not in ("", "0", "false", "False")
+
+
+def bar(items: Iterable[T], total: int | None = None, what: str = "") -> Iterator[T]:
+    """`items`, with a progress bar while they are consumed (none when headless)."""
+    if headless():
+        yield from items
+        return
+    from tqdm.auto import tqdm
+
+    yield from tqdm(items, total=total, desc=what, leave=False, dynamic_ncols=True)
+
+
+def keras_verbose() -> int:
+    """`verbose=` for `fit`: a progress bar within each epoch when watched, one line per epoch
+    when headless."""
+    return 2 if headless() else 1

@@ -1,0 +1,160 @@
+"""Generated sample data for the offline smoke profile: coloured shapes, one class per
+shape and colour, learnable on purpose (a pipeline that misaligns images and labels
+shows up as chance-level accuracy)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from helpers.config import cache_dir
+
+SAMPLE_VERSION = "v1"  # bump when the generator changes, so caches are rebuilt
+
+
+def _palette(num_classes: int) -> list[tuple[int, int, int]]:
+    import colorsys
+
+    return [
+        tuple(int(255 * c) for c in colorsys.hsv_to_rgb(k / num_classes, 0.85, 0.95))
+        for k in range(num_classes)
+    ]
+
+
+SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond", "hbar", "vbar", "x", "dots")
+
+
+def draw_sample(label: int, num_classes: int, size: int, rng: np.random.Generator,
+                colour_shift: int = 0) -> np.ndarray:
+    """One generated image: class `label` is shape `label` in colour `label + colour_shift`
+    of a `num_classes`-colour palette, at a random place and size on a noisy background."""
+    background = rng.integers(60, 190, size=3)
+    array = np.clip(
+        background + rng.normal(0, 18, size=(size, size, 3)), 0, 255
+    ).astype(np.uint8)
+    image = Image.fromarray(array)
+    draw = ImageDraw.Draw(image)
+    colour = np.array(_palette(num_classes)[(label + colour_shift) % num_classes])
+    colour = colour + rng.integers(-25, 26, size=3)
+    fill = tuple(int(c) for c in np.clip(colour, 0, 255))
+    extent = rng.uniform(0.35, 0.6) * size
+    cx, cy = rng.uniform(0.3, 0.7, size=2) * size
+    x0, y0, x1, y1 = cx - extent / 2, cy - extent / 2, cx + extent / 2, cy + extent / 2
+    width = max(2, int(extent / 5))
+    shape = SHAPES[label % len(SHAPES)]
+    if shape == "circle":
+        draw.ellipse((x0, y0, x1, y1), fill=fill)
+    elif shape == "square":
+        draw.rectangle((x0, y0, x1, y1), fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=fill)
+    elif shape == "cross":
+        draw.rectangle((cx - width, y0, cx + width, y1), fill=fill)
+        draw.rectangle((x0, cy - width, x1, cy + width), fill=fill)
+    elif shape == "ring":
+        draw.ellipse((x0, y0, x1, y1), outline=fill, width=width)
+    elif shape == "diamond":
+        draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=fill)
+    elif shape == "hbar":
+        draw.rectangle((x0, cy - width, x1, cy + width), fill=fill)
+    elif shape == "vbar":
+        draw.rectangle((cx - width, y0, cx + width, y1), fill=fill)
+    elif shape == "x":
+        draw.line((x0, y0, x1, y1), fill=fill, width=width)
+        draw.line((x0, y1, x1, y0), fill=fill, width=width)
+    else:
+        r = max(1.5, extent / 8)
+        for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+            px, py = cx + dx * extent / 4, cy + dy * extent / 4
+            draw.ellipse((px - r, py - r, px + r, py + r), fill=fill)
+    return np.asarray(image)
+
+
+def source_task(count: int, size: int, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
+    """The generated source task the smoke profile's stand-in weights learn: ten classes of
+    shapes, each in a colour of a ten-colour palette. The notebooks' sample data sets use
+    other class counts, palettes and pairings, so a smoke run transfers from a related task
+    to a new one, as ImageNet weights transfer to flowers or pets."""
+    images, labels = sample_arrays(count, 10, size, seed)
+    return images, labels.astype(np.int32)
+
+
+def sample_arrays(count: int, num_classes: int, size: int, seed: int,
+                  colour_shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Generated, learnable images in memory (class k: shape k in colour k + colour_shift)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(count) % num_classes).astype(np.uint8)
+    images = np.stack([draw_sample(int(k), num_classes, size, rng, colour_shift) for k in labels])
+    return images, labels
+
+
+def _write_odd_files(folder: Path, label: int, num_classes: int, rng: np.random.Generator) -> None:
+    """The kinds of files real folders contain: broken ones and unusual but valid ones."""
+    good = Image.fromarray(draw_sample(label, num_classes, 96, rng))
+    buffer = io.BytesIO()
+    good.save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    (folder / "zz_truncated.jpg").write_bytes(data[: len(data) // 3])
+    (folder / "zz_empty.jpg").write_bytes(b"")
+    (folder / "zz_notes.txt").write_text("not an image\n")
+    good.convert("L").save(folder / "zz_grayscale.jpg", quality=90)
+    good.convert("CMYK").save(folder / "zz_cmyk.jpg", quality=90)
+    rgba = good.convert("RGBA")
+    rgba.putalpha(200)
+    rgba.save(folder / "zz_rgba.png")
+    deep = (np.asarray(good.convert("L"), np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(deep).save(folder / "zz_16bit.png")
+
+
+def _write_images(folder: Path, label: int, num_classes: int, count: int, rng: np.random.Generator) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        side = int(rng.integers(72, 129))
+        Image.fromarray(draw_sample(label, num_classes, side, rng)).save(
+            folder / f"{folder.name}.{i:04d}.jpg", quality=90
+        )
+
+
+def sample_folder(
+    name: str,
+    class_names: Sequence[str],
+    per_class: dict[str, int],
+    *,
+    odd_files: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Generate (once, into the cache) an image-folder data set of coloured shapes.
+
+    `per_class` maps a subfolder to the images per class in it, e.g. {"": 70} for
+    one class-per-subfolder tree, {"train": 200, "validation": 100} for the article's.
+    With `odd_files`, the first class of the first subfolder also gets a truncated JPEG,
+    an empty file, a text file, and grayscale, CMYK, RGBA and 16-bit images.
+    """
+    key = f"{name}-{SAMPLE_VERSION}-{seed}-" + hashlib.sha1(
+        repr((list(class_names), sorted(per_class.items()), odd_files)).encode()
+    ).hexdigest()[:8]
+    root = cache_dir() / "samples" / key
+    if (root / ".complete").exists():
+        return root
+    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    rng = np.random.default_rng(seed)
+    for sub_index, (sub, count) in enumerate(per_class.items()):
+        for label, cls in enumerate(class_names):
+            folder = tmp / sub / cls if sub else tmp / cls
+            _write_images(folder, label, len(class_names), count, rng)
+            if odd_files and sub_index == 0 and label == 0:
+                _write_odd_files(folder, label, len(class_names), rng)
+    (tmp / ".complete").write_text("ok\n")
+    try:
+        os.replace(tmp, root)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root

@@ -1,0 +1,294 @@
+"""Computing only what trains: fine-tuning on the cached outputs of a model's frozen part
+trains the same model as fine-tuning end to end, also through a resumed run."""
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import cache, config, data, experiment, models, samples, train
+
+SEED = 7
+# ResNet50 with random weights still passes signal at 32x32, so every strategy really learns.
+SIZE, CLASSES, BATCH, EPOCHS = 32, 3, 16, 2
+
+STRATEGIES = {  # which layers of the base train, as notebooks 02 and 03 set them
+    "layers:5": lambda index, layer, count: index >= count - 5,
+    "blocks:2": lambda index, layer, count: layer.name.startswith(("conv5_block2_", "conv5_block3_")),
+    "from:100": lambda index, layer, count: index >= 100,
+}
+# What each strategy's frozen part hands over: the last tensors before the trainable layers,
+# skip connections included.
+CUTS = {
+    "layers:5": ["conv5_block3_2_relu", "conv5_block2_out"],
+    "blocks:2": ["conv5_block1_out"],
+    "from:100": ["conv4_block2_3_conv", "conv4_block1_out"],
+}
+
+
+@pytest.fixture(autouse=True)
+def cpu_device(tmp_path):
+    """float32 and deterministic ops, as the notebooks set a CPU up (before every test: with
+    pytest-xdist, other modules' tests run in between in the same process)."""
+    train.configure_device(config.resolve("03_tf_flowers_unfreezing_strategies", profile="smoke",
+                                          results_dir=tmp_path))
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Learnable generated images; 40 training images give a last batch of 8."""
+    x, y = samples.sample_arrays(56, CLASSES, SIZE, seed=3)
+    return data.image_data_from_arrays("generated", {"train": (x[:40], y[:40]), "val": (x[40:], y[40:]),
+                                                     "test": (x[40:], y[40:])},
+                                       [str(k) for k in range(CLASSES)], "generated")
+
+
+def build(strategy: str, sequential_head: bool = False) -> keras.Model:
+    """The notebooks' classifier (random weights): preprocessing, the base in inference mode
+    with the strategy's layers trainable, pooling, Dropout and Dense logits, the last two
+    also as a nested Sequential head. The same weights and dropout masks for the same seed."""
+    keras.utils.set_random_seed(SEED)
+    base = models.build_base("resnet50", SIZE)
+    for index, layer in enumerate(base.layers):
+        layer.trainable = STRATEGIES[strategy](index, layer, len(base.layers))
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = models.CaffePreprocess(name="preprocess")(inputs)
+    x = models.InferenceMode(base, name="base")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    head = [keras.layers.Dropout(0.5), keras.layers.Dense(CLASSES, name="logits")]
+    if sequential_head:
+        outputs = keras.Sequential(head, name="classifier")(x)
+    else:
+        outputs = head[1](head[0](x))
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+def compile_(model: keras.Model, **options) -> keras.Model:
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], **options)
+    return model
+
+
+def fit(model, train_examples, val_examples, epochs=EPOCHS, callbacks=(), **options):
+    data.set_epoch(0)  # both paths see the same shuffle orders (the counter is per process)
+    return model.fit(data.batches(train_examples, BATCH, shuffle_seed=SEED),
+                     validation_data=data.batches(val_examples, BATCH), epochs=epochs,
+                     callbacks=list(callbacks), verbose=0, **options)
+
+
+def assert_same_weights(a: keras.Model, b: keras.Model) -> None:
+    """Equal within float tolerance: Adam divides by the root of the squared gradients, so a
+    rounding difference in a near-zero gradient can move a weight by a part of a step (1e-3)."""
+    assert [w.path for w in a.weights] == [w.path for w in b.weights]
+    for left, right in zip(a.weights, b.weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(left), keras.ops.convert_to_numpy(right),
+                                   rtol=1e-4, atol=1e-4, err_msg=left.path)
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_fine_tuning_on_the_cached_frozen_part_trains_the_same_model(images, strategy):
+    sequential = strategy == "blocks:2"
+    end_to_end = build(strategy, sequential)
+    before = [keras.ops.convert_to_numpy(w) for w in end_to_end.trainable_weights]
+    e2e = fit(compile_(end_to_end), images.train, images.val)
+
+    model = build(strategy, sequential)
+    frozen_part, trainable_part = cache.split(model)
+    assert [t.name for t in trainable_part.inputs] == CUTS[strategy]
+    assert ({id(w) for w in trainable_part.trainable_weights}
+            == {id(w) for w in model.trainable_weights})  # shared: fitting it trains `model`
+    assert not frozen_part.trainable_weights
+    train_cut = cache.outputs(frozen_part, images.train, BATCH)
+    val_cut = cache.outputs(frozen_part, images.val, BATCH)
+    cached = fit(compile_(trainable_part), train_cut, val_cut)
+
+    np.testing.assert_allclose(cached.history["val_loss"], e2e.history["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(cached.history["loss"], e2e.history["loss"], rtol=1e-5)
+    assert_same_weights(model, end_to_end)
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    assert all(not np.allclose(a, b) for a, b in zip(after, before))  # every trainable weight moved
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    """Stops a fit at the end of an epoch, after the callbacks before it (the backup)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise Interrupted
+
+
+def cached_run(run: experiment.Run, images, epochs: int, interrupt: bool = False) -> keras.Model:
+    """Fine-tune layers:5 on the cached frozen part with the Run's callbacks, the notebooks'
+    way; with `interrupt`, stop after the first epoch and fit again as a rerun of the cell
+    would: new pipelines, a fresh optimizer, weights that are not the backup's."""
+    model = build("layers:5")
+    frozen_part, trainable_part = cache.split(model)
+    train_cut = cache.outputs(frozen_part, images.train, BATCH, folder=run.workdir)
+    val_cut = cache.outputs(frozen_part, images.val, BATCH, folder=run.workdir)
+
+    def fit_cell(callbacks):
+        compile_(trainable_part)
+        trainable_part.fit(data.batches(train_cut, BATCH, shuffle_seed=SEED),
+                           validation_data=data.batches(val_cut, BATCH), epochs=epochs, verbose=0,
+                           callbacks=callbacks)
+
+    if interrupt:
+        with pytest.raises(Interrupted):
+            fit_cell(run.callbacks("fine-tune") + [InterruptAfter(1)])
+        for weight in trainable_part.trainable_weights:
+            weight.assign(keras.ops.zeros_like(weight))
+        data.set_epoch(0)  # a shuffle order that is not the next one
+    fit_cell(run.callbacks("fine-tune"))
+    assert int(trainable_part.optimizer.iterations) == epochs * 3  # 40 images in batches of 16
+    return model
+
+
+def test_a_resumed_run_on_the_cached_part_equals_an_uninterrupted_one(images, tmp_path):
+    settings = config.resolve("03_tf_flowers_unfreezing_strategies", profile="smoke",
+                              results_dir=tmp_path)
+    reference = experiment.Run(settings, "resnet50", "layers:5", variant="uninterrupted")
+    run = experiment.Run(settings, "resnet50", "layers:5")
+    uninterrupted = cached_run(reference, images, epochs=3)
+    resumed = cached_run(run, images, epochs=3, interrupt=True)
+
+    rows = train.read_log(run.workdir / "fine-tune" / "log.csv", "fine-tune")
+    reference_rows = train.read_log(reference.workdir / "fine-tune" / "log.csv", "fine-tune")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    np.testing.assert_allclose([r["val_loss"] for r in rows],
+                               [r["val_loss"] for r in reference_rows], rtol=1e-5)
+    assert_same_weights(resumed, uninterrupted)
+
+
+def test_outputs_from_disk_equal_those_in_memory(images, tmp_path):
+    frozen_part, _ = cache.split(build("layers:5"))
+    in_memory = list(cache.outputs(frozen_part, images.val, 5).as_numpy_iterator())
+    from_disk = cache.outputs(frozen_part, images.val, 5, folder=tmp_path, memory_budget=0)
+    assert list(tmp_path.iterdir())  # it went to disk
+    from_disk = list(from_disk.as_numpy_iterator())
+    assert len(from_disk) == len(in_memory) == data.count(images.val)
+    _, labels = data.take_images(images.val, len(in_memory))
+    for (features, label), (stored, stored_label), expected in zip(in_memory, from_disk, labels):
+        assert label == stored_label == expected  # in the split's order
+        assert len(features) == len(stored) == 2
+        for a, b in zip(features, stored):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_outputs_are_kept_in_the_precision_the_model_computes_in(images):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build("layers:5")
+        frozen_part, trainable_part = cache.split(model)
+        cut = cache.outputs(frozen_part, images.val, BATCH)
+        direct = frozen_part(data.take_images(images.val, 4)[0].astype("float32"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    features, _ = cut.element_spec
+    assert [spec.dtype.name for spec in features] == ["float16", "float16"]
+    assert [t.dtype for t in trainable_part.inputs] == ["float16", "float16"]
+    first = [next(iter(cut.batch(4)))[0][k].numpy() for k in range(2)]
+    for stored, computed in zip(first, direct):
+        np.testing.assert_array_equal(stored, keras.ops.convert_to_numpy(computed))
+
+
+def test_a_frozen_base_is_cut_after_pooling(images):
+    keras.utils.set_random_seed(SEED)
+    model, base = models.gap_classifier("resnet50", SIZE, CLASSES)
+    base.trainable = False
+    frozen_part, trainable_part = cache.split(model)
+    assert frozen_part.output.shape == (None, 2048)
+    assert [type(layer).__name__ for layer in trainable_part.layers[-1].layers] == ["InputLayer", "Dense"]
+    x = data.take_images(images.val, 4)[0].astype("float32")
+    np.testing.assert_allclose(trainable_part(frozen_part(x)), model(x), rtol=1e-5, atol=1e-6)
+
+
+def tiny_base() -> keras.Model:
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, name="first")(inputs)
+    x = keras.layers.BatchNormalization(name="norm")(x)
+    x = keras.layers.Conv2D(4, 3, name="last")(x)
+    base = keras.Model(inputs, x, name="tiny")
+    base.get_layer("first").trainable = False
+    return base
+
+
+def classifier(*before: keras.layers.Layer) -> keras.Model:
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = inputs
+    for layer in before:
+        x = layer(x)
+    x = models.InferenceMode(tiny_base(), name="base")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(x))
+
+
+def one_sentence(error: Exception) -> str:
+    text = str(error)
+    assert text.endswith(".") and ". " not in text[:-1], text
+    return text
+
+
+def test_split_refuses_what_cannot_be_computed_once():
+    _, trainable_part = cache.split(classifier(keras.layers.Rescaling(1 / 255)))  # preprocessing is fine
+    assert [t.name for t in trainable_part.inputs] == ["first"]
+
+    augmented = classifier(keras.layers.RandomFlip("horizontal"), keras.layers.Rescaling(1 / 255))
+    with pytest.raises(cache.CannotSplit) as error:
+        cache.split(augmented)
+    assert "augments" in one_sentence(error.value) and "random_flip" in str(error.value)
+
+    learned = classifier(keras.layers.Conv2D(3, 1, padding="same", name="adapter"))
+    with pytest.raises(cache.CannotSplit) as error:
+        cache.split(learned)
+    assert "adapter" in one_sentence(error.value)
+    assert isinstance(error.value, config.CourseError)
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    no_wrapper = keras.Model(inputs, keras.layers.Dense(CLASSES)(
+        keras.layers.GlobalAveragePooling2D()(tiny_base()(inputs))))
+    with pytest.raises(cache.CannotSplit) as error:
+        cache.split(no_wrapper)
+    assert "InferenceMode" in one_sentence(error.value)
+
+
+def test_a_split_model_still_saves_and_loads(tmp_path):
+    model = classifier(keras.layers.Rescaling(1 / 255))
+    x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x))
+    for _ in range(2):  # notebook 03 splits the same model once per strategy
+        cache.split(model)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), expected)
+
+
+def test_xla_compiles_the_trainable_part_and_a_head_on_cached_features(images, tmp_path):
+    settings = config.resolve("03_tf_flowers_unfreezing_strategies", profile="smoke",
+                              results_dir=tmp_path, xla=True)
+    device = train.configure_device(settings)  # XLA asked for: op determinism off
+    try:
+        assert device.xla and not device.deterministic
+        heads = []
+        for strategy in ("layers:5", "frozen"):
+            model = build("layers:5")
+            if strategy == "frozen":
+                model.get_layer("base").inner.trainable = False
+            frozen_part, trainable_part = cache.split(model)
+            cut = cache.outputs(frozen_part, images.train, BATCH)
+            compile_(trainable_part, jit_compile=device.xla)
+            assert trainable_part.jit_compile is True
+            history = fit(trainable_part, cut, cache.outputs(frozen_part, images.val, BATCH), epochs=1)
+            assert np.isfinite(history.history["loss"] + history.history["val_loss"]).all()
+            heads.append(len(trainable_part.trainable_weights))
+        assert heads[1] == 2  # the frozen base leaves only the Dense layer to train
+    finally:
+        train.configure_device(config.resolve("03_tf_flowers_unfreezing_strategies", profile="smoke",
+                                              results_dir=tmp_path))
