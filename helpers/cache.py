@@ -218,6 +218,7 @@ def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64,
     print(f"{model.name}: {size / 2**30:.1f} GB of outputs, more than the memory budget: "
           f"cached in {path}")
     computed = data.batches(examples, batch_size).map(lambda x, y: (_structure(call(x)), y))
+    computed = progress.tick(computed, -(-count // batch_size), f"{model.name}: once over {count} images, to disk")
     # one shard, so reading it back keeps the order
     computed.unbatch().save(str(path), shard_func=lambda *_: tf.constant(0, tf.int64))
     return tf.data.Dataset.load(str(path))

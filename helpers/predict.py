@@ -20,7 +20,7 @@ import pandas as pd
 import tensorflow as tf
 
 # importing models registers the course's own layers, which loading a saved model needs
-from helpers import data, folders, models, results  # noqa: F401
+from helpers import data, folders, models, progress, results  # noqa: F401
 from helpers.config import CourseError
 
 
@@ -72,7 +72,7 @@ def load_images(files: Sequence[Path | str], size: int) -> tuple[np.ndarray, lis
     read) and, per file, the problem (None when it was read)."""
     images = np.zeros((len(files), size, size, 3), np.uint8)
     problems: list[str | None] = []
-    for k, file in enumerate(files):
+    for k, file in enumerate(progress.bar(files, len(files), "reading the images")):
         usable, problem, _ = folders.check_image(Path(file))  # odd formats converted to RGB
         if usable is not None:
             try:
