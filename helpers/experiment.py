@@ -56,7 +56,8 @@ class _Phase(keras.callbacks.Callback):
         self.info = {
             "phase": self.name,
             "optimizer": type(optimizer).__name__,
-            "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
+            # as written in the notebook (the variable holds float32: 1e-3 reads 0.0010000000475)
+            "learning_rate": float(str(np.float32(keras.ops.convert_to_numpy(optimizer.learning_rate)))),
             "momentum": getattr(optimizer, "momentum", None) or None,
             "epochs_until": self.params.get("epochs"),
             "trained_model": self.model.name,

@@ -85,12 +85,18 @@ def render_html(notebook: Path) -> Path:
 
 def _kernel_manager_class():
     """Kernels talk over local sockets where the OS has them (no network port, no warning
-    about unencrypted TCP), over TCP elsewhere."""
+    about unencrypted TCP), over TCP elsewhere. Each kernel's sockets live in a folder of
+    their own: runners started side by side (shares of a rerun) would otherwise pick the same
+    socket files and read each other's messages."""
+    import tempfile
+
     from jupyter_client.manager import AsyncKernelManager
 
     class LocalKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
-            kwargs.setdefault("transport", "ipc" if os.name == "posix" else "tcp")
+            if os.name == "posix":
+                kwargs.setdefault("transport", "ipc")
+                kwargs.setdefault("ip", str(Path(tempfile.mkdtemp(prefix="course-kernel-")) / "kernel"))
             super().__init__(**kwargs)
 
     return LocalKernelManager

@@ -106,8 +106,7 @@ def test_units_split_notebook_03_into_its_configurations_only_when_sharing():
 def test_two_shares_at_once_train_each_configuration_once_and_the_last_writes_the_report(tmp_path):
     """Two processes share one results folder, as N machines or GPUs would."""
     common = ["--profile", "smoke", "--only", "03", "05", "06", "--no-progress", "--reports", str(tmp_path / "reports"),
-              "-p", "RESULTS_DIR", str(tmp_path / "results"), "-p", "LIMIT", "16", "-p", "BATCH_SIZE", "8",
-              "-p", "EPOCHS", "1", "-p", "FINE_TUNE_EPOCHS", "1", "-p", "MODELS", '["mobilenet_v2"]',
+              "-p", "RESULTS_DIR", str(tmp_path / "results"), "-p", "MODELS", '["mobilenet"]',
               "-p", "STRATEGIES", '["frozen", "layers:5", "blocks:2"]']
     env = {**os.environ, "COURSE_ROOT": str(config.project_root())}
     shares = [subprocess.Popen([sys.executable, "-m", "helpers.run", "--shard", f"{k}/2", *common], env=env,
@@ -117,13 +116,13 @@ def test_two_shares_at_once_train_each_configuration_once_and_the_last_writes_th
 
     records, skipped = results.load_records(tmp_path / "results")
     configurations = sorted((r["notebook"][:2], r["model"], r["strategy"]) for r in records)
-    assert not skipped and configurations == [("03", "mobilenet_v2", "blocks:2"), ("03", "mobilenet_v2", "frozen"),
-                                              ("03", "mobilenet_v2", "layers:5"), ("05", "mobilenet_v2", "frozen")]
+    assert not skipped and configurations == [("03", "mobilenet", "blocks:2"), ("03", "mobilenet", "frozen"),
+                                              ("03", "mobilenet", "layers:5"), ("05", "mobilenet_v2", "frozen")]
     markers = {p.stem: p.read_text().strip() for p in (tmp_path / "reports" / "smoke" / "shares").glob("*.done")}
     # units in plan order go to shares 1, 2, 1, 2: each was run by its own share, once
-    assert markers == {"03_tf_flowers_unfreezing_strategies__mobilenet_v2-frozen": "share 1/2",
-                       "03_tf_flowers_unfreezing_strategies__mobilenet_v2-layers-5": "share 2/2",
-                       "03_tf_flowers_unfreezing_strategies__mobilenet_v2-blocks-2": "share 1/2",
+    assert markers == {"03_tf_flowers_unfreezing_strategies__mobilenet-frozen": "share 1/2",
+                       "03_tf_flowers_unfreezing_strategies__mobilenet-layers-5": "share 2/2",
+                       "03_tf_flowers_unfreezing_strategies__mobilenet-blocks-2": "share 1/2",
                        "05_cats_vs_dogs_feature_extraction": "share 2/2"}
     reported = [o for o in outputs if "Report: " in o]
     assert reported, "the share that finished last writes the report"
