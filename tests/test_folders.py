@@ -311,3 +311,28 @@ def test_a_folder_with_every_case_yields_exactly_its_classes_and_every_good_imag
     assert arrived == expected
     assert sorted(reason for _, reason in d.skipped) == sorted(EVERY_CASE_SKIPS * 5 * max(1, len(splits)))
     assert d.converted == 0 and all(d.counts[s].min() > 0 for s in ("train", "val", "test"))
+
+
+@pytest.mark.notebook
+def test_notebook_04_trains_on_a_folder_with_every_case_with_exactly_its_classes(tmp_path, make_settings):
+    """The same folder, through notebook 04 itself (smoke weights): its records name exactly
+    the five classes, count every bad file, and were made on the split of every good image."""
+    import papermill
+
+    from helpers import config, results
+
+    root = tmp_path / "animals"
+    write_every_case(root, tmp_path / "outside")
+    papermill.execute_notebook(
+        str(config.project_root() / "notebooks" / f"{ANIMALS}.ipynb"), str(tmp_path / "04.ipynb"),
+        parameters={"PROFILE": "smoke", "DATA_DIR": str(root), "BATCH_SIZE": 4, "EPOCHS": 10,
+                    "RESULTS_DIR": str(tmp_path / "results")},
+        cwd=str(config.project_root() / "notebooks"), progress_bar=False, kernel_name="python3",
+    )
+    records, skipped = results.load_records(tmp_path / "results")
+    expected = data.load_animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=64))
+    assert not skipped and {r["model"] for r in records} == {"mobilenet_v2", "efficientnetv2_b0"}
+    for record in records:
+        assert record["class_names"] == list(FIVE) and record["skipped_files"] == 3 * 5
+        assert record["split_fingerprint"] == expected.fingerprint
+    assert sum(expected.size(s) for s in ("train", "val", "test")) == 8 * 5  # every good image
