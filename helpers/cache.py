@@ -1,9 +1,6 @@
-"""Compute what does not change once: the outputs of a model's frozen part.
-
-While layers are frozen, run in inference mode and see unaugmented images, their outputs for
-an image are the same in every epoch. `split` cuts a model into that frozen part and the part
-that trains; `outputs` runs the frozen part once over a split of the data and keeps the
-results, so each epoch runs only what trains:
+"""Compute once what does not change: while layers are frozen, in inference mode and fed
+unaugmented images, their outputs are the same in every epoch. `split` cuts a model into that
+frozen part and the part that trains; `outputs` runs the frozen part once over a split:
 
     frozen_part, trainable_part = cache.split(model)
     train_cut = cache.outputs(frozen_part, flowers.train, BATCH, folder=run.workdir)
@@ -41,8 +38,7 @@ def _producer(tensor):
 
 
 def _nodes(outputs: list, stop: list = ()) -> list:
-    """The nodes that compute `outputs`, each after the nodes it reads from; the search does
-    not look behind the `stop` tensors."""
+    """The nodes that compute `outputs`, each after those it reads from, none behind `stop`."""
     stop_ids = {id(t) for t in stop}
     order, seen = [], set()
     pending = [(_producer(t), False) for t in reversed(outputs) if id(t) not in stop_ids]
@@ -64,8 +60,7 @@ def _trains(layer) -> bool:
 
 
 def _random(layer) -> bool:
-    """Whether a layer (or one inside it) draws random numbers when training (augmentation,
-    dropout, noise)."""
+    """Whether a layer (or one inside) draws random numbers when training (augmentation, dropout)."""
     return any(getattr(inner, "_seed_generators", None) for inner in layer._flatten_layers())
 
 
@@ -74,9 +69,8 @@ def _is_input(node) -> bool:
 
 
 def _cut(nodes: list, frozen: set, moves) -> list:
-    """The tensors that frozen nodes pass to live ones, in the order the graph reads them.
-    A node is live when `moves(layer)` or when it reads a live tensor; `frozen` holds the ids
-    of the tensors known to be frozen and is extended."""
+    """The tensors frozen nodes pass to live ones, in graph order. A node is live when
+    `moves(layer)` or when it reads a live tensor; `frozen` (tensor ids) is extended."""
     cut = []
     for node in nodes:
         inputs = node.input_tensors
@@ -97,13 +91,11 @@ def split(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """(frozen_part, trainable_part) of a classifier built as raw pixels -> preprocessing ->
     `InferenceMode(base)` -> head, where some of the base may be trainable.
 
-    frozen_part: the model's inputs -> every tensor that a frozen layer passes to a trainable
-    one (skip connections too), or the pooled features when the whole base is frozen.
-    trainable_part: those tensors -> the rest of the base (BatchNorm still in inference mode)
-    -> the head. It shares its layers with `model`: fitting it trains `model`.
-
-    Stops with `CannotSplit` when the frozen part would not be constant: augmentation (or
-    anything trainable) before the base."""
+    frozen_part: the inputs -> every tensor a frozen layer passes to a trainable one (skip
+    connections too), or the pooled features when the whole base is frozen. trainable_part:
+    those tensors -> the rest of the base (in inference mode) -> the head; it shares its layers
+    with `model`, so fitting it trains `model`. `CannotSplit` when the frozen part would not be
+    constant (augmentation, or anything trainable, before the base)."""
     outer = _nodes(model.outputs)
     wrappers = [n for n in outer if isinstance(n.operation, InferenceMode)]
     if len(wrappers) != 1:
@@ -167,8 +159,7 @@ def _inputs_like(tensors: list) -> list:
 
 
 def _call(model: keras.Model):
-    """`model(x, training=False)` compiled once for any batch size (the last, smaller batch
-    reuses the trace); it returns a list of tensors, one per output."""
+    """`model(x, training=False)` compiled once for any batch size, returning a list of outputs."""
     fn = getattr(model, "_course_cached_call", None)
     if fn is None:
         spec = [tf.TensorSpec((None, *x.shape[1:]), tf.float32) for x in model.inputs]
@@ -188,11 +179,10 @@ def _structure(parts: list):
 
 def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64, *,
             folder: Path | None = None, memory_budget: float | None = None) -> tf.data.Dataset:
-    """Run `model` once over a split of (image, label) examples, in order; return the
-    unbatched (outputs, label) examples, outputs a tuple when the model has several, in the
-    precision the model computes in (float16 under mixed precision). In memory when they fit
-    in `memory_budget` bytes (or no `folder` is given), otherwise saved to `folder` and read
-    back from disk."""
+    """Run `model` once over a split of (image, label) examples, in order: the unbatched
+    (outputs, label) examples (outputs a tuple when there are several, in the model's compute
+    precision). In memory when they fit in `memory_budget` bytes or no `folder` is given,
+    otherwise saved to `folder` and read back from disk."""
     call = _call(model)
     count = data.count(examples)
     shapes = [tuple(t.shape[1:]) for t in model.outputs]
@@ -218,7 +208,8 @@ def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64,
     print(f"{model.name}: {size / 2**30:.1f} GB of outputs, more than the memory budget: "
           f"cached in {path}")
     computed = data.batches(examples, batch_size).map(lambda x, y: (_structure(call(x)), y))
-    computed = progress.tick(computed, -(-count // batch_size), f"{model.name}: once over {count} images, to disk")
+    what = f"{model.name}: once over {count} images, to disk"
+    computed = progress.tick(computed, -(-count // batch_size), what)
     # one shard, so reading it back keeps the order
     computed.unbatch().save(str(path), shard_func=lambda *_: tf.constant(0, tf.int64))
     return tf.data.Dataset.load(str(path))

@@ -1,9 +1,8 @@
 """Profiles and settings: turn a notebook's parameters cell into one checked `Settings`.
 
-Every number a profile uses is written once, in `PROFILES`. `resolve` takes the raw
-values of the parameters cell (as typed in the notebook or passed by papermill on a
-command line), fills what is `None` from the profile and stops with one clear
-sentence when a value cannot work.
+Every number a profile uses is written once, in `PROFILES`. `resolve` takes the parameters
+cell's values (typed in the notebook or passed by papermill), fills what is `None` from the
+profile and stops with one clear sentence when a value cannot work.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import ast
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -188,9 +187,8 @@ def has_gpu() -> bool:
 
 
 def choose_profile(profile: Any, notebook: str, limit: Any = None) -> str:
-    """The profile to run: "auto" is full with a GPU and laptop without. The full profile on a
-    machine without a GPU stops here, before hours of training start, unless LIMIT makes it a
-    dry run or $COURSE_FULL_ON_CPU=1 says that is what you want."""
+    """The profile to run: "auto" is full with a GPU, laptop without. Full without a GPU stops
+    here, before hours of training, unless LIMIT makes it a dry run or $COURSE_FULL_ON_CPU=1."""
     name = str(profile).strip().lower()
     if name == "auto":
         return "full" if has_gpu() else "laptop"
@@ -231,7 +229,6 @@ class Settings:
     mixed_precision: bool | None = None
     xla: bool | None = None
     save_models: bool | None = None  # None: those the notebook reports; True: all; False: none
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def epochs_for(self, model: str) -> int:
         """Frozen-phase epochs of one model."""
@@ -274,19 +271,14 @@ class Settings:
 
 def _int(name: str, value: Any, minimum: int) -> int:
     """A whole number from the notebook or the command line ('3', 3.0 and 3 all work)."""
-    if isinstance(value, bool):
-        raise SettingsError(f"{name} must be a whole number, got {value!r}.")
     if isinstance(value, str):
-        text = value.strip()
         try:
-            value = float(text)
+            value = float(value.strip())
         except ValueError:
-            raise SettingsError(f"{name} must be a whole number, got {text!r}.") from None
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise SettingsError(f"{name} must be a whole number, got {value!r}.")
+            raise SettingsError(f"{name} must be a whole number, got {value.strip()!r}.") from None
+    if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int):
         raise SettingsError(f"{name} must be a whole number, got {value!r}.")
     if value < minimum:
         raise SettingsError(f"{name} must be {minimum} or more, got {value}.")
@@ -357,7 +349,6 @@ def resolve(
     mixed_precision: Any = None,
     xla: Any = None,
     save_models: Any = None,
-    **extra: Any,
 ) -> Settings:
     """Check the parameters cell's values and fill the rest from the profile."""
     if notebook not in PROFILES:
@@ -382,8 +373,8 @@ def resolve(
         )
 
     chosen_strategies = defaults.strategies if strategies is None else names("STRATEGIES", strategies)
-    for s in chosen_strategies:
-        parse_strategy(s)
+    for strategy in chosen_strategies:
+        parse_strategy(strategy)
 
     path = None
     if data_dir is not None and str(data_dir).strip():
@@ -395,13 +386,12 @@ def resolve(
             )
 
     weights = defaults.weights if weights is None else str(weights)
-    if weights is not None and weights not in ("imagenet", "standin", "none", "None"):
-        if not Path(weights).expanduser().is_file():
-            raise SettingsError(
-                f"WEIGHTS must be 'imagenet', 'standin', None or a weights file, got {weights!r}."
-            )
     if weights in ("none", "None"):
         weights = None
+    elif weights not in (None, "imagenet", "standin") and not Path(weights).expanduser().is_file():
+        raise SettingsError(
+            f"WEIGHTS must be 'imagenet', 'standin', None or a weights file, got {weights!r}."
+        )
 
     if results_dir is None:
         # The summary reads every profile's records; the others write to their profile's folder.
@@ -415,11 +405,8 @@ def resolve(
         data_dir=path,
         weights=weights,
         epochs=_epochs(epochs, chosen, defaults.epochs),
-        fine_tune_epochs=(
-            defaults.fine_tune_epochs
-            if fine_tune_epochs is None
-            else _int("FINE_TUNE_EPOCHS", fine_tune_epochs, 0)
-        ),
+        fine_tune_epochs=(defaults.fine_tune_epochs if fine_tune_epochs is None
+                          else _int("FINE_TUNE_EPOCHS", fine_tune_epochs, 0)),
         batch_size=defaults.batch_size if batch_size is None else _int("BATCH_SIZE", batch_size, 1),
         image_size=size,
         models=chosen,
@@ -431,5 +418,4 @@ def resolve(
         mixed_precision=_bool("MIXED_PRECISION", mixed_precision),
         xla=_bool("XLA", xla),
         save_models=_bool("SAVE_MODELS", save_models),
-        extra=dict(extra),
     )

@@ -1,13 +1,10 @@
 """Data sets: real sources, seeded splits and `tf.data` pipelines.
 
-Every loader returns an `ImageData`: three unbatched, ordered splits of
-(uint8 image, int label) examples plus what was learned on the way (class names,
-counts, the layout found, skipped files, a fingerprint of the split membership).
-`batches` turns a split into the pipeline `model.fit` reads.
-
-Image folders are scanned once before training by `helpers.folders` (its docstring has the
-rules: what is a class, what is an image, what is skipped); tensorflow_datasets sources are
-split by their labels, read without decoding. Every split is seeded and stratified.
+Every loader returns an `ImageData`: three unbatched, ordered splits of (uint8 image, int label)
+examples and what was learned on the way (class names, counts, the layout found, skipped files,
+a fingerprint of the split membership). `batches` turns a split into what `model.fit` reads.
+Image folders are scanned once by `helpers.folders` (its docstring has the rules); every split
+is seeded and stratified.
 """
 
 from __future__ import annotations
@@ -30,6 +27,7 @@ from helpers.folders import DataError, FolderScan, is_data, scan_folder
 from helpers.samples import sample_arrays, sample_folder
 
 AUTOTUNE = tf.data.AUTOTUNE
+SPLITS = ("train", "val", "test")
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -40,7 +38,9 @@ CATS_DOGS_CLASSES = ("cats", "dogs")
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CATS_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
-FLOWERS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
+FLOWERS_URL = (
+    "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
+)
 # What tensorflow_datasets downloads to prepare cats_vs_dogs (23,262 images, labels 0 cat, 1 dog).
 CATS_DOGS_TFDS_URL = (
     "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/"
@@ -94,8 +94,8 @@ class ImageData:
         lines = [
             f"{self.name}: {self.num_classes} classes from {self.source}",
             *([self.layout] if self.layout else []),
-            f"train {self.size('train')} / validation {self.size('val')} / test {self.size('test')} "
-            f"images at {self.image_size}x{self.image_size}",
+            f"train {self.size('train')} / validation {self.size('val')} / test "
+            f"{self.size('test')} images at {self.image_size}x{self.image_size}",
             f"split fingerprint {self.fingerprint}",
         ]
         ratio = self.imbalance()
@@ -114,12 +114,25 @@ class ImageData:
         return "\n".join(lines)
 
 
+def _image_data(name: str, splits: dict[str, tuple[tf.data.Dataset, np.ndarray]],
+                class_names: Sequence[str], **info) -> ImageData:
+    """An `ImageData` from each split's (examples, labels); `info` gives the other fields."""
+    return ImageData(
+        name=name,
+        **{split: examples for split, (examples, _) in splits.items()},
+        class_names=list(class_names),
+        counts={split: np.bincount(np.asarray(labels, int), minlength=len(class_names))
+                for split, (_, labels) in splits.items()},
+        **info,
+    )
+
+
 # ---------------------------------------------------------------------- pipelines
 
 
-# The epoch being trained: each epoch's shuffle order depends on the seed and this number
-# only, so a run resumed at epoch k sees the same orders as one that never stopped (set by
-# train.Resume at the start of every epoch; otherwise it counts the passes itself).
+# The epoch being trained: each epoch's shuffle order depends on the seed and this number only,
+# so a run resumed at epoch k sees the same orders as one that never stopped (train.Resume sets
+# it at the start of every epoch; otherwise it counts the passes itself).
 _EPOCH = tf.Variable(0, dtype=tf.int64, trainable=False)
 
 
@@ -128,13 +141,13 @@ def set_epoch(epoch: int) -> None:
     _EPOCH.assign(epoch)
 
 
-def batches(examples: tf.data.Dataset, batch_size: int, *, shuffle_seed: int | None = None,
-            size: int | None = None) -> tf.data.Dataset:
+def batches(examples: tf.data.Dataset, batch_size: int, *,
+            shuffle_seed: int | None = None) -> tf.data.Dataset:
     """Batch a split for Keras (uint8 images become float32 pixels, cached outputs keep their
     dtype); reshuffle every epoch, seeded, only when a seed is given."""
     ds = examples
     if shuffle_seed is not None:
-        count = size if size is not None else int(ds.cardinality())
+        count = int(examples.cardinality())
         buffer = min(count if count > 0 else 10_000, 50_000)
 
         def epoch_order(_):
@@ -159,12 +172,13 @@ def count(examples: tf.data.Dataset) -> int:
     return known if known >= 0 else int(examples.reduce(0, lambda n, _: n + 1))
 
 
-def _fits_in_memory(count: int, image_size: int, budget_fraction: float = 0.3) -> bool:
+def _fits_in_memory(count: int, image_size: int) -> bool:
+    """Whether decoded images take less than 30% of the machine's memory."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         total = 8 * 2**30
-    return count * image_size * image_size * 3 < budget_fraction * total
+    return count * image_size * image_size * 3 < 0.3 * total
 
 
 def _decode_resize(data: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -182,21 +196,18 @@ def _decoded(encoded: tf.data.Dataset, image_size: int, count: int) -> tf.data.D
     return ds.cache() if _fits_in_memory(count, image_size) else ds
 
 
-def examples_from_files(paths: Sequence[str], labels: Sequence[int], image_size: int) -> tf.data.Dataset:
+def examples_from_files(paths: Sequence[str], labels: Sequence[int],
+                        image_size: int) -> tf.data.Dataset:
     """Decode and resize image files in parallel, in order, cached in memory when they fit."""
     ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, np.int32)))
-    files = ds.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=AUTOTUNE, deterministic=True)
+    files = ds.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=AUTOTUNE,
+                   deterministic=True)
     return _decoded(files, image_size, len(paths))
 
 
-def examples_from_arrays(images: np.ndarray, labels: np.ndarray, image_size: int | None = None) -> tf.data.Dataset:
-    """Examples from in-memory uint8 arrays (resized only when a different size is asked)."""
-    ds = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int32).reshape(-1)))
-    if image_size is not None and image_size != images.shape[1]:
-        size = (image_size, image_size)
-        ds = ds.map(lambda x, y: (tf.cast(tf.round(tf.image.resize(x, size)), tf.uint8), y),
-                    num_parallel_calls=AUTOTUNE)
-    return ds
+def examples_from_arrays(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+    """Examples from in-memory uint8 images and their labels."""
+    return tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int32).reshape(-1)))
 
 
 def take_images(examples: tf.data.Dataset, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -243,6 +254,10 @@ def _limit(indices: np.ndarray, limit: int | None) -> np.ndarray:
     return indices if limit is None else indices[:limit]
 
 
+def _split_text(fractions: Sequence[float], seed: int) -> str:
+    return f"split {'/'.join(str(round(100 * f)) for f in fractions)} (stratified, seed {seed})"
+
+
 def fingerprint(*members: Sequence) -> str:
     """A short hash of split membership: equal seeds give equal fingerprints."""
     digest = hashlib.sha256()
@@ -254,12 +269,8 @@ def fingerprint(*members: Sequence) -> str:
     return digest.hexdigest()[:16]
 
 
-def _counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    return np.bincount(np.asarray(labels, int), minlength=num_classes)
-
-
 def check_classes(data: ImageData, expected: Sequence[str]) -> str:
-    """One sentence comparing the classes found with those the article's data set has (other
+    """One sentence comparing the classes found with those of the article's data set (other
     classes are fine for your own images: nothing stops)."""
     found = ", ".join(data.class_names)
     if sorted(c.lower() for c in data.class_names) == sorted(c.lower() for c in expected):
@@ -282,9 +293,8 @@ def check_batch_size(data: ImageData, batch_size: int) -> None:
 
 
 def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, dict[str, float]],
-                  image_size: int, seed: int, limit: int | None, source: str, layout: str = "",
-                  ) -> ImageData:
-    """Build the three splits from scanned folders.
+                  settings: Settings, source: str, layout: str) -> ImageData:
+    """The three splits of scanned folders (LIMIT applied, BATCH_SIZE checked).
 
     `scans` and `fractions` are keyed by each folder's path below the data set's root ("" for
     the root itself); `fractions` gives the share of that folder each split takes, e.g.
@@ -294,7 +304,6 @@ def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, 
     class_names = None
     picked: dict[str, tuple[list[str], np.ndarray, list[str]]] = {}
     skipped: list[tuple[str, str]] = []
-    converted = 0
     for folder, scan in scans.items():
         if class_names is None:
             class_names = scan.class_names
@@ -303,35 +312,30 @@ def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, 
                 f"{scan.root} has classes {scan.class_names}, but {class_names} were found "
                 "beside it; every split needs the same class folders."
             )
-        skipped += [(f"{folder}/{path}" if folder else path, reason) for path, reason in scan.skipped]
-        converted += scan.converted
+        skipped += [(f"{folder}/{path}" if folder else path, why) for path, why in scan.skipped]
         targets = fractions[folder]
-        parts = stratified_split(scan.labels, list(targets.values()), seed)
+        parts = stratified_split(scan.labels, list(targets.values()), settings.seed)
         for split, indices in zip(targets, parts):
-            indices = _limit(indices, limit)
+            indices = _limit(indices, settings.limit)
             picked[split] = (
                 [scan.paths[i] for i in indices],
                 scan.labels[indices],
                 [f"{scan.labels[i]}:{scan.names[i]}" for i in indices],
             )
     assert class_names is not None
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         if split not in picked or len(picked[split][0]) == 0:
             raise DataError(f"The {split} split of {name} came out empty; add images per class.")
-    return ImageData(
-        name=name,
-        train=examples_from_files(*picked["train"][:2], image_size),
-        val=examples_from_files(*picked["val"][:2], image_size),
-        test=examples_from_files(*picked["test"][:2], image_size),
-        class_names=list(class_names),
-        counts={s: _counts(picked[s][1], len(class_names)) for s in ("train", "val", "test")},
-        source=source,
-        image_size=image_size,
-        skipped=skipped,
-        converted=converted,
-        fingerprint=fingerprint(*(picked[s][2] for s in ("train", "val", "test"))),
-        layout=layout,
+    data = _image_data(
+        name,
+        {s: (examples_from_files(*picked[s][:2], settings.image_size), picked[s][1])
+         for s in SPLITS},
+        class_names, source=source, image_size=settings.image_size, skipped=skipped,
+        converted=sum(scan.converted for scan in scans.values()),
+        fingerprint=fingerprint(*(picked[s][2] for s in SPLITS)), layout=layout,
     )
+    check_batch_size(data, settings.batch_size)
+    return data
 
 
 # --------------------------------------------------------------------- downloads
@@ -354,18 +358,14 @@ def default_data_root() -> Path:
     return project_root() / "data"
 
 
-def _split_text(fractions: Sequence[float], seed: int) -> str:
-    return f"split {'/'.join(str(round(100 * f)) for f in fractions)} (stratified, seed {seed})"
-
-
 # ------------------------------------------------------------- tensorflow_datasets
 
 
-def _tfds_builder(name: str, data_dir: str | None = None):
+def _tfds_builder(name: str):
     import tensorflow_datasets as tfds
 
     # $TFDS_DATA_DIR is read here, not only when tensorflow_datasets was imported
-    return tfds.builder(name, data_dir=data_dir or os.environ.get("TFDS_DATA_DIR"))
+    return tfds.builder(name, data_dir=os.environ.get("TFDS_DATA_DIR"))
 
 
 def _tfds_examples(builder, url: str, missing: str) -> tuple[tf.data.Dataset, np.ndarray]:
@@ -390,24 +390,18 @@ def _tfds_image_data(name: str, builder, raw: tf.data.Dataset, labels: np.ndarra
     BATCH_SIZE checked); within a split, examples keep tfds's own fixed order and are decoded
     like folder files."""
     parts = [np.sort(_limit(p, settings.limit)) for p in parts]
-    class_names = list(class_names or builder.info.features["label"].names)
     indexed = raw.enumerate()
 
     def subset(indices: np.ndarray) -> tf.data.Dataset:
         table = tf.constant(np.isin(np.arange(len(labels)), indices))
-        picked = indexed.filter(lambda i, example: tf.gather(table, i)).map(lambda i, example: example)
+        picked = indexed.filter(lambda i, example: tf.gather(table, i)).map(lambda i, ex: ex)
         return _decoded(picked, settings.image_size, len(indices))
 
-    data = ImageData(
-        name=name,
-        train=subset(parts[0]),
-        val=subset(parts[1]),
-        test=subset(parts[2]),
-        class_names=class_names,
-        counts={s: _counts(labels[p], len(class_names)) for s, p in zip(("train", "val", "test"), parts)},
+    data = _image_data(
+        name, {s: (subset(p), labels[p]) for s, p in zip(SPLITS, parts)},
+        class_names or builder.info.features["label"].names,
         source=f"tensorflow_datasets {builder.name} ({builder.data_dir})",
-        image_size=settings.image_size,
-        fingerprint=fingerprint(*(p.tolist() for p in parts)),
+        image_size=settings.image_size, fingerprint=fingerprint(*(p.tolist() for p in parts)),
         layout=layout,
     )
     check_batch_size(data, settings.batch_size)
@@ -427,9 +421,8 @@ def _cats_dogs_root(base: Path) -> Path | None:
 def load_cats_vs_dogs(settings: Settings, test_fraction: float = 0.2,
                       per_class: Sequence[int] = ARTICLE_CATS_DOGS) -> ImageData:
     """Cats vs dogs: a `train/` + `validation/` tree, or tensorflow_datasets' cats_vs_dogs cut
-    to `per_class` (training, validation) images per class with a seeded, stratified subset.
-    The test set is carved from validation with a seeded split at the file level, so no
-    image is in both.
+    to `per_class` (training, validation) images per class. The test set is carved from
+    validation with a seeded split, so no image is in both.
 
     Sources: DATA_DIR; on the smoke profile, generated images; otherwise tfds cats_vs_dogs
     when prepared here, a tree in data/, a tfds download, then the public
@@ -453,31 +446,30 @@ def load_cats_vs_dogs(settings: Settings, test_fraction: float = 0.2,
             root = _download_cats_dogs(builder.data_dir)
         if root is None:
             return _tfds_cats_vs_dogs(settings, builder, test_fraction, per_class)
-        source = str(root) + (" (fallback: the public 2,000-image subset, not the article's 8,000)"
-                              if root.name == "cats_and_dogs_filtered" else "")
-    scans = {
-        "train": scan_folder(root / "train", CATS_DOGS_CLASSES),
-        "validation": scan_folder(root / "validation", CATS_DOGS_CLASSES),
-    }
+        source = str(root)
+        if root.name == "cats_and_dogs_filtered":
+            source += " (fallback: the public 2,000-image subset, not the article's 8,000)"
     shares = (1 - test_fraction, test_fraction)
-    data = folder_splits(
-        "cats vs dogs", scans, {"train": {"train": 1.0}, "validation": dict(zip(("val", "test"), shares))},
-        settings.image_size, settings.seed, settings.limit, source,
-        f"train/ trains; validation/ is {_split_text(shares, settings.seed)} into validation and test",
+    return folder_splits(
+        "cats vs dogs",
+        {split: scan_folder(root / split, CATS_DOGS_CLASSES) for split in ("train", "validation")},
+        {"train": {"train": 1.0}, "validation": dict(zip(("val", "test"), shares))},
+        settings, source,
+        f"train/ trains; validation/ is {_split_text(shares, settings.seed)} into validation and "
+        "test",
     )
-    check_batch_size(data, settings.batch_size)
-    return data
 
 
 def _tfds_cats_vs_dogs(settings: Settings, builder, test_fraction: float,
                        per_class: Sequence[int]) -> ImageData:
     raw, labels = _tfds_examples(builder, CATS_DOGS_TFDS_URL, _cats_dogs_missing(builder.data_dir))
     train, val = stratified_split(labels, None, settings.seed, per_class=per_class)
-    keep, test = stratified_split(labels[val], (1 - test_fraction, test_fraction), settings.seed)
+    shares = (1 - test_fraction, test_fraction)
+    keep, test = stratified_split(labels[val], shares, settings.seed)
     layout = (
-        f"a seeded, stratified subset: {per_class[0]:,} training and {per_class[1]:,} validation images "
-        f"per class; validation then {_split_text((1 - test_fraction, test_fraction), settings.seed)} "
-        "into validation and test"
+        f"a seeded, stratified subset: {per_class[0]:,} training and {per_class[1]:,} validation "
+        f"images per class; validation then {_split_text(shares, settings.seed)} into validation "
+        "and test"
     )
     return _tfds_image_data("cats vs dogs", builder, raw, labels, [train, val[keep], val[test]],
                             settings, layout, CATS_DOGS_CLASSES)
@@ -525,7 +517,6 @@ def _flowers_folder(base: Path) -> Path | None:
 def load_tf_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
     """tf_flowers (3,670 photos, 5 classes) split 80/10/10 with a seeded, stratified split:
     from a `flower_photos/` folder, or through tensorflow_datasets."""
-    source = None
     if settings.data_dir is not None:
         folder = _flowers_folder(settings.data_dir)
         if folder is None:
@@ -533,6 +524,7 @@ def load_tf_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
                 f"{settings.data_dir} has no flower_photos/ folder with the subfolders "
                 f"{', '.join(FLOWER_CLASSES)}; extract {FLOWERS_URL} there (see data/README.md)."
             )
+        source = str(folder)
     elif settings.profile == "smoke":
         folder = sample_folder("flower_photos", FLOWER_CLASSES, {"": 70})
         source = "generated sample data (coloured shapes standing in for the five flowers)"
@@ -540,21 +532,17 @@ def load_tf_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
         folder = _flowers_folder(default_data_root())
         if folder is None:
             return load_tfds_flowers(settings, fractions)
-    data = folder_splits(
+        source = str(folder)
+    return folder_splits(
         "tf_flowers", {"": scan_folder(folder, FLOWER_CLASSES)},
-        {"": dict(zip(("train", "val", "test"), fractions))}, settings.image_size, settings.seed,
-        settings.limit, source or str(folder),
+        {"": dict(zip(SPLITS, fractions))}, settings, source,
         "one folder per class, " + _split_text(fractions, settings.seed),
     )
-    check_batch_size(data, settings.batch_size)
-    return data
 
 
-def load_tfds_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1), data_dir: str | None = None) -> ImageData:
-    """tf_flowers through tensorflow_datasets (prepared, or downloaded): labels are read
-    without decoding, split with the same seeded stratified split, and the images decoded
-    like folder files."""
-    builder = _tfds_builder("tf_flowers", data_dir)
+def load_tfds_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
+    """tf_flowers through tensorflow_datasets (prepared, or downloaded), split like the folder."""
+    builder = _tfds_builder("tf_flowers")
     raw, labels = _tfds_examples(
         builder, FLOWERS_URL,
         f"tf_flowers is not prepared in {builder.data_dir} and {FLOWERS_URL} cannot be "
@@ -562,14 +550,18 @@ def load_tfds_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1), data_dir: s
         f"{default_data_root()}/flower_photos/daisy, ...) or set DATA_DIR to that folder.",
     )
     parts = stratified_split(labels, fractions, settings.seed)
-    return _tfds_image_data("tf_flowers", builder, raw, labels, parts, settings,
-                            "tensorflow_datasets' one split, " + _split_text(fractions, settings.seed))
+    layout = "tensorflow_datasets' one split, " + _split_text(fractions, settings.seed)
+    return _tfds_image_data("tf_flowers", builder, raw, labels, parts, settings, layout)
 
 
 # ----------------------------------------------------------------------- animals
 
 SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
                  "test": ("test", "testing")}
+ANIMALS_LAYOUT = (
+    "one subfolder per class (animals/<class>/*.jpg), or train/ and test/ folders, and "
+    "optionally val/ (or valid/, validation/; any case), that each hold those class subfolders"
+)
 
 
 def _presplit(root: Path) -> dict[str, Path]:
@@ -584,8 +576,8 @@ def _presplit(root: Path) -> dict[str, Path]:
     return found if "train" in found and "test" in found else {}
 
 
-def load_image_folder(settings: Settings, name: str, root: Path, fractions=(0.8, 0.1, 0.1),
-                      source: str | None = None) -> ImageData:
+def load_image_folder(settings: Settings, name: str, root: Path, source: str | None = None,
+                      fractions=(0.8, 0.1, 0.1)) -> ImageData:
     """A class-per-subfolder folder: pre-split (train/, val/, test/ in any case, used as they
     are; with no validation folder, `fractions[1]` of train/ is carved out for it), or one
     folder that is split with the seed."""
@@ -602,18 +594,9 @@ def load_image_folder(settings: Settings, name: str, root: Path, fractions=(0.8,
                        f"seed {settings.seed})")
     else:
         scans = {"": scan_folder(root)}
-        targets = {"": dict(zip(("train", "val", "test"), fractions))}
+        targets = {"": dict(zip(SPLITS, fractions))}
         layout = "one folder per class, " + _split_text(fractions, settings.seed)
-    data = folder_splits(name, scans, targets, settings.image_size, settings.seed, settings.limit,
-                         source or str(root), layout)
-    check_batch_size(data, settings.batch_size)
-    return data
-
-
-ANIMALS_LAYOUT = (
-    "one subfolder per class (animals/<class>/*.jpg), or train/ and test/ folders, and "
-    "optionally val/ (or valid/, validation/; any case), that each hold those class subfolders"
-)
+    return folder_splits(name, scans, targets, settings, source or str(root), layout)
 
 
 def load_animals(settings: Settings, kaggle_dataset: str | None = None) -> ImageData:
@@ -636,23 +619,19 @@ def load_animals(settings: Settings, kaggle_dataset: str | None = None) -> Image
             f"No animal images found: put them in {local} ({ANIMALS_LAYOUT}), set DATA_DIR to "
             "such a folder, or set KAGGLE_DATASET to a Kaggle dataset id (with Kaggle credentials)."
         )
-    return load_image_folder(settings, "animals", root, source=source)
-
-
-def kaggle_credentials_present() -> bool:
-    """Whether kagglehub would find credentials (never reads or prints them)."""
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
-        return True
-    home = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
-    return (home / "kaggle.json").is_file() or (Path.home() / ".config/kaggle/kaggle.json").is_file()
+    return load_image_folder(settings, "animals", root, source)
 
 
 def download_kaggle(dataset: str) -> Path:
     """Download a Kaggle dataset with kagglehub; clear messages when that cannot happen."""
-    if not kaggle_credentials_present():
+    home = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    has_credentials = (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")) or any(
+        p.is_file() for p in (home / "kaggle.json", Path.home() / ".config/kaggle/kaggle.json"))
+    if not has_credentials:  # looked for, never read or printed
         raise DataError(
             f"Downloading {dataset!r} from Kaggle needs credentials: set KAGGLE_USERNAME and "
-            "KAGGLE_KEY, or put kaggle.json in ~/.kaggle/; or download it yourself into data/animals/."
+            "KAGGLE_KEY, or put kaggle.json in ~/.kaggle/; or download it yourself into "
+            "data/animals/."
         )
     if not can_download("https://www.kaggle.com"):
         raise DataError(
@@ -667,10 +646,9 @@ def download_kaggle(dataset: str) -> Path:
     # Kaggle archives often wrap the class folders in one or two extra folders.
     while True:
         subfolders = [p for p in path.iterdir() if p.is_dir() and is_data(p.name)]
-        if len(subfolders) == 1 and not _presplit(path):
-            path = subfolders[0]
-        else:
+        if len(subfolders) != 1 or _presplit(path):
             return path
+        path = subfolders[0]
 
 
 # ---------------------------------------------------------------------- CIFAR-10
@@ -694,14 +672,16 @@ def read_cifar10(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.nd
     else:
         with tarfile.open(path, "r:gz") as archive:
             for member in archive.getmembers():
-                base = Path(member.name).name
-                if base in names:
-                    parts[base] = _read_cifar_batch(archive.extractfile(member))
+                if Path(member.name).name in names:
+                    parts[Path(member.name).name] = _read_cifar_batch(archive.extractfile(member))
         missing = [n for n in names if n not in parts]
         if missing:
-            raise DataError(f"{path} does not hold the CIFAR-10 batch {missing[0]}; is it the python version?")
+            raise DataError(
+                f"{path} does not hold the CIFAR-10 batch {missing[0]}; is it the python version?"
+            )
     train = [parts[n] for n in names[:5]]
-    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])), parts["test_batch"]
+    x_train, y_train = np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])
+    return (x_train, y_train), parts["test_batch"]
 
 
 def _keras_home() -> Path:
@@ -758,16 +738,9 @@ def image_data_from_arrays(name: str, splits: dict[str, tuple[np.ndarray, np.nda
                            layout: str = "") -> ImageData:
     """A data set held in memory: (uint8 images, integer labels) for "train", "val" and "test"."""
     parts = {k: (x, np.asarray(y, np.int32).reshape(-1)) for k, (x, y) in splits.items()}
-    return ImageData(
-        name=name,
-        **{k: examples_from_arrays(x, y) for k, (x, y) in parts.items()},
-        class_names=list(class_names),
-        counts={k: _counts(y, len(class_names)) for k, (_, y) in parts.items()},
-        source=source,
-        image_size=int(parts["train"][0].shape[1]),
-        fingerprint=fingerprint,
-        layout=layout,
-    )
+    return _image_data(name, {k: (examples_from_arrays(x, y), y) for k, (x, y) in parts.items()},
+                       class_names, source=source, image_size=int(parts["train"][0].shape[1]),
+                       fingerprint=fingerprint, layout=layout)
 
 
 def load_cifar10(settings: Settings, val_fraction: float) -> ImageData:
@@ -780,8 +753,8 @@ def load_cifar10(settings: Settings, val_fraction: float) -> ImageData:
     test_idx = _limit(stratified_split(y_test, (1.0,), settings.seed)[0], settings.limit)
     data = image_data_from_arrays(
         "CIFAR-10",
-        {"train": (x_train[train_idx], y_train[train_idx]), "val": (x_train[val_idx], y_train[val_idx]),
-         "test": (x_test[test_idx], y_test[test_idx])},
+        {"train": (x_train[train_idx], y_train[train_idx]),
+         "val": (x_train[val_idx], y_train[val_idx]), "test": (x_test[test_idx], y_test[test_idx])},
         CIFAR10_CLASSES, source,
         fingerprint=fingerprint(train_idx.tolist(), val_idx.tolist(), test_idx.tolist()),
         layout=f"the official test set; {val_fraction:.0%} of the training set held out for "
@@ -789,4 +762,3 @@ def load_cifar10(settings: Settings, val_fraction: float) -> ImageData:
     )
     check_batch_size(data, settings.batch_size)
     return data
-

@@ -1,16 +1,15 @@
-"""Honest evaluation: test metrics from one pass over the test set, confusion matrices
-and per-class reports with scikit-learn, batch-1 latency, batched throughput, size.
+"""Honest evaluation: test metrics from one pass over the test set, confusion matrices and
+per-class reports with scikit-learn, batch-1 latency and batched throughput.
 
-Latency is the median of many direct calls of a compiled inference function at batch
-size 1, after warm-up, so it measures the model rather than Python and `predict`
-overhead. (How notebook 03's article timed its 37-206 ms per image, it does not say;
-`make bench` shows what a per-image `predict` call costs here.)
+Latency is the median of many direct calls of a compiled inference function at batch size 1,
+after warm-up, so it measures the model rather than Python and `predict` overhead.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -29,6 +28,15 @@ def inference_function(model: keras.Model):
     return fn
 
 
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """One probability per class: sigmoid of a single logit (for class 1), softmax otherwise."""
+    if logits.shape[1] == 1:
+        p = 1 / (1 + np.exp(-logits[:, 0]))
+        return np.stack([1 - p, p], axis=1)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 @dataclass
 class Predictions:
     """Labels and logits of one split."""
@@ -42,12 +50,7 @@ class Predictions:
 
     @property
     def probabilities(self) -> np.ndarray:
-        if self.binary:
-            p = 1 / (1 + np.exp(-self.logits[:, 0]))
-            return np.stack([1 - p, p], axis=1)
-        shifted = self.logits - self.logits.max(axis=1, keepdims=True)
-        e = np.exp(shifted)
-        return e / e.sum(axis=1, keepdims=True)
+        return probabilities(self.logits)
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -85,14 +88,11 @@ def predict(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64)
     return Predictions(np.concatenate(labels).astype(int), np.concatenate(logits))
 
 
-def confusion(predictions: Predictions, num_classes: int, normalize: bool = False) -> np.ndarray:
-    """Confusion matrix (rows: true class); normalized rows sum to 1."""
+def confusion(predictions: Predictions, num_classes: int) -> np.ndarray:
+    """Confusion matrix of counts (rows: true class)."""
     from sklearn.metrics import confusion_matrix
 
-    return confusion_matrix(
-        predictions.y_true, predictions.y_pred, labels=list(range(num_classes)),
-        normalize="true" if normalize else None,
-    )
+    return confusion_matrix(predictions.y_true, predictions.y_pred, labels=list(range(num_classes)))
 
 
 def per_class_report(predictions: Predictions, class_names: list[str]):
@@ -123,8 +123,18 @@ def least_confident(predictions: Predictions, count: int) -> np.ndarray:
 # ------------------------------------------------------------------------ speed
 
 
-def _input_shape(model: keras.Model) -> tuple[int, ...]:
-    return tuple(int(d) for d in model.input_shape[1:])
+def call_times(call: Callable[[], object], *, repeats: int, warmup: int, max_seconds: float,
+               at_least: int) -> list[float]:
+    """Seconds of each call after `warmup` calls: `repeats` calls, or as many as fit in
+    `max_seconds` (at least `at_least`)."""
+    for _ in range(warmup):
+        call()
+    times: list[float] = []
+    while len(times) < repeats and (len(times) < at_least or sum(times) < max_seconds):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def latency_ms(model: keras.Model, *, repeats: int = 100, warmup: int = 5,
@@ -132,14 +142,9 @@ def latency_ms(model: keras.Model, *, repeats: int = 100, warmup: int = 5,
     """Median milliseconds of one batch-1 call of the compiled model, after warm-up:
     `repeats` calls, or as many as fit in `max_seconds` (at least 5)."""
     infer = inference_function(model)
-    x = tf.random.uniform((1, *_input_shape(model)), 0, 255, seed=0)
-    for _ in range(warmup):
-        infer(x).numpy()
-    times: list[float] = []
-    while len(times) < repeats and (len(times) < 5 or sum(times) < max_seconds):
-        start = time.perf_counter()
-        infer(x).numpy()
-        times.append(time.perf_counter() - start)
+    x = tf.random.uniform((1, *model.input_shape[1:]), 0, 255, seed=0)
+    times = call_times(lambda: infer(x).numpy(), repeats=repeats, warmup=warmup,
+                       max_seconds=max_seconds, at_least=5)
     return 1000 * statistics.median(times)
 
 
@@ -148,13 +153,10 @@ def throughput(model: keras.Model, *, batch_size: int = 64, repeats: int = 10,
     """Images per second at a large batch: after one warm-up call, `repeats` calls or as
     many as fit in `max_seconds` (at least one)."""
     infer = inference_function(model)
-    x = tf.random.uniform((batch_size, *_input_shape(model)), 0, 255, seed=0)
-    infer(x).numpy()
-    done, start = 0, time.perf_counter()
-    while done < repeats and (done == 0 or time.perf_counter() - start < max_seconds):
-        infer(x).numpy()
-        done += 1
-    return batch_size * done / (time.perf_counter() - start)
+    x = tf.random.uniform((batch_size, *model.input_shape[1:]), 0, 255, seed=0)
+    times = call_times(lambda: infer(x).numpy(), repeats=repeats, warmup=1,
+                       max_seconds=max_seconds, at_least=1)
+    return batch_size * len(times) / sum(times)
 
 
 def count_params(weights) -> int:
@@ -180,11 +182,11 @@ def mcnemar(first: Predictions, second: Predictions) -> dict[str, float]:
 
 
 def accuracy_interval(accuracy: float, images: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson's 95% interval for an accuracy measured on `images` test images. Unlike
-    accuracy +- 2 standard errors it stays honest at 0% and 100%, where the standard
-    error is zero but the uncertainty is not."""
+    """Wilson's 95% interval for an accuracy measured on `images` test images: unlike
+    accuracy +- 2 standard errors, it stays honest at 0% and 100%."""
     if images <= 0:
         raise ValueError("An accuracy interval needs at least one test image.")
     centre = (accuracy + z**2 / (2 * images)) / (1 + z**2 / images)
-    half = z / (1 + z**2 / images) * (accuracy * (1 - accuracy) / images + z**2 / (4 * images**2)) ** 0.5
+    spread = accuracy * (1 - accuracy) / images + z**2 / (4 * images**2)
+    half = z / (1 + z**2 / images) * spread**0.5
     return max(0.0, centre - half), min(1.0, centre + half)

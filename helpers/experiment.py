@@ -1,11 +1,9 @@
-"""One trained configuration's bookkeeping: the callbacks that log and resume each `fit`,
-and, once trained, the evaluation, the saved model and the result record.
+"""One trained configuration's bookkeeping: callbacks that log and resume each `fit`, then
+the evaluation, the saved model and the result record. A `Run` only watches:
 
     run = experiment.Run(settings, "mobilenet_v2", "frozen")
     model.fit(..., callbacks=run.callbacks("head"))       # logs every epoch, resumes when rerun
     record = run.finish(model, cats_dogs)                 # test metrics, timings, model, record
-
-The notebooks write the model, `compile` and `fit` themselves; a `Run` only watches.
 """
 
 from __future__ import annotations
@@ -18,14 +16,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from helpers import evaluate, results, train
+from helpers import backbones, evaluate, results, train
 from helpers.config import Settings
 from helpers.data import ImageData
 
 
 def settings_key(settings: Settings) -> str:
-    """A short hash of the settings a record depends on: a record made with other settings
-    is not reused."""
+    """A short hash of the settings a record depends on (a record made with others is redone)."""
     text = repr((settings.profile, settings.image_size, settings.batch_size, settings.seed,
                  settings.limit, settings.weights, sorted(settings.epochs.items()),
                  settings.fine_tune_epochs, str(settings.data_dir)))
@@ -33,19 +30,19 @@ def settings_key(settings: Settings) -> str:
 
 
 def _scope(settings: Settings) -> str:
-    """What this notebook run trains (its models and strategies): runs that train different
-    shares of a notebook at the same time keep their work folders apart."""
+    """A hash of what this run trains: shares of a notebook run at once keep their folders apart."""
     return hashlib.sha1(repr((settings.models, settings.strategies)).encode()).hexdigest()[:8]
 
 
 def _checksum(model: keras.Model) -> float:
+    """A sum over the first and last trainable weights: which epoch's weights the model holds."""
     weights = model.trainable_weights
     return float(sum(np.abs(keras.ops.convert_to_numpy(w)).sum() for w in weights[:1] + weights[-1:]))
 
 
 class _Phase(keras.callbacks.Callback):
-    """Writes down what one `fit` was: optimizer, learning rate, epochs, what it trained on,
-    whether XLA compiled it, and which epoch's weights the model ended with."""
+    """Notes what one `fit` was (optimizer, learning rate, epochs, inputs, XLA) and which
+    epoch's weights the model ended with."""
 
     def __init__(self, path: Path, name: str, resume: train.Resume):
         super().__init__()
@@ -53,11 +50,12 @@ class _Phase(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         optimizer = self.model.optimizer
+        rate = np.float32(keras.ops.convert_to_numpy(optimizer.learning_rate))
         self.info = {
             "phase": self.name,
             "optimizer": type(optimizer).__name__,
             # as written in the notebook (the variable holds float32: 1e-3 reads 0.0010000000475)
-            "learning_rate": float(str(np.float32(keras.ops.convert_to_numpy(optimizer.learning_rate)))),
+            "learning_rate": float(str(rate)),
             "momentum": getattr(optimizer, "momentum", None) or None,
             "epochs_until": self.params.get("epochs"),
             "trained_model": self.model.name,
@@ -86,9 +84,8 @@ class _Phase(keras.callbacks.Callback):
 class Run:
     """One configuration (a model and a strategy, optionally a variant) of a notebook.
 
-    `first_phase`: a `Run` of the same model whose first phase (the head, trained once) this
-    configuration continues from; notebook 03 shares one between seven strategies. `save`: keep
-    the trained model as `<record>.keras` (SAVE_MODELS = True or False decides for all)."""
+    `first_phase`: the `Run` whose first phase (the head, trained once) this one continues, as
+    notebook 03's strategies do. `save`: keep the model as `<record>.keras` (SAVE_MODELS rules)."""
 
     def __init__(self, settings: Settings, model: str, strategy: str, *, variant: str | None = None,
                  first_phase: Run | None = None, save: bool = True):
@@ -106,10 +103,8 @@ class Run:
 
     @property
     def title(self) -> str:
-        from helpers import backbones
-
-        return f"{backbones.get(self.model_name).title} / {self.strategy}" + (
-            f" ({self.variant})" if self.variant else "")
+        variant = f" ({self.variant})" if self.variant else ""
+        return f"{backbones.get(self.model_name).title} / {self.strategy}{variant}"
 
     @property
     def finished(self) -> bool:
@@ -117,9 +112,8 @@ class Run:
         return self.record is not None
 
     def callbacks(self, phase: str) -> list[keras.callbacks.Callback]:
-        """For one `fit`: stop on a NaN loss, log every epoch, time it, note what it was, and
-        back up after every epoch so a rerun continues where it stopped. Put them after any
-        EarlyStopping in the list."""
+        """For one `fit`: stop on a NaN loss, log and time every epoch, note what the fit was,
+        and back up after every epoch so a rerun continues there. Put them after EarlyStopping."""
         folder = self.workdir / phase
         folder.mkdir(parents=True, exist_ok=True)
         resume = train.Resume(folder / "backup")
@@ -132,8 +126,7 @@ class Run:
         ]
 
     def phases(self) -> list[dict]:
-        """What each `fit` of this configuration was, in order, with its logged epochs (from the
-        work folder, or from the record once finished)."""
+        """What each `fit` of this configuration was, in order, with its logged epochs."""
         if self.record is not None:
             rows = self.record["history"]["rows"]
             return [{**p, "rows": [r for r in rows if r.get("phase") == p["phase"]]}
@@ -149,10 +142,8 @@ class Run:
         return earlier + sorted(phases, key=lambda p: p["epochs_until"])
 
     def finish(self, model: keras.Model, data: ImageData, **extra) -> dict:
-        """Evaluate the trained `model` (raw pixels in) once on the validation and test sets,
-        time it, save it, and write the record; a run whose loss became NaN gets a record
-        marked failed. When nothing was trained (the configuration was `finished` and skipped),
-        its existing record is returned as it is."""
+        """Evaluate the trained `model` once on the validation and test sets, time it, save it and
+        write the record (marked failed after a NaN loss); a `finished` run's record is returned."""
         trained_now = any(self.workdir.glob("*/phase.json"))
         if self.finished and not trained_now:
             print(f"{self.title}: record exists, not trained again (REDO = True trains it again)")
@@ -186,9 +177,8 @@ class Run:
         final = next((r for r in rows if r["epoch"] == kept), rows[-1] if rows else {})
         self.test = evaluate.predict(model, data.test, self.settings.batch_size)
         val = evaluate.predict(model, data.val, self.settings.batch_size)
-        from helpers.train import device_name
-
-        throughput_batch = 32 if device_name().startswith("CPU") else 128
+        device = train.device_name()
+        throughput_batch = 32 if device.startswith("CPU") else 128
         record.update(
             train_accuracy=final.get("accuracy"), train_loss=final.get("loss"),
             val_accuracy=val.accuracy, val_loss=val.loss,
@@ -198,7 +188,7 @@ class Run:
             train_seconds=sum(p["seconds"] for p in phases),
             inference_ms_per_image=evaluate.latency_ms(model),
             throughput_images_per_s=evaluate.throughput(model, batch_size=throughput_batch),
-            throughput_batch_size=throughput_batch, device=device_name(),
+            throughput_batch_size=throughput_batch, device=device,
             history={"rows": rows, "best_epoch": kept},
             phases=[{k: v for k, v in p.items() if k != "rows"} for p in phases],
             resumed_epochs=sum(p.get("resumed_epochs", 0) for p in phases),
@@ -220,12 +210,12 @@ class Run:
 
 
 def _label(phase: dict) -> str:
-    name = {"Adam": "Adam", "SGD": "SGD", "RMSprop": "RMSprop"}.get(phase["optimizer"], phase["optimizer"])
+    """The optimizer as the record names it, e.g. 'Adam' or 'SGD(momentum=0.9)'."""
+    name = phase["optimizer"]
     return f"{name}(momentum={phase['momentum']:g})" if phase.get("momentum") else name
 
 
 def cleanup(settings: Settings) -> None:
-    """Remove the work folders this notebook run left (a shared first phase, unfinished runs);
-    other shares of the same notebook running at the same time keep theirs."""
+    """Remove the work folders this notebook run left (a shared first phase, unfinished runs)."""
     for folder in (settings.record_dir / ".work").glob(f"*-{_scope(settings)}"):
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,13 +1,12 @@
-"""Shipping a trained model as TensorFlow Lite (LiteRT): the four formats notebook 07
-compares, the interpreter that runs them, the same measurements the records hold, and
-where the series' light models and their data sets are.
+"""Shipping a trained model as TensorFlow Lite (LiteRT): the four formats notebook 07 compares,
+the interpreter that runs them, the records' measurements, and where the light models are.
 
     files = lite.convert(model, lite.representative_images(data.train, 100, seed=42))
     small = lite.LiteModel(files["int8"])
     small.predict(data.test).accuracy, small.latency_ms(), small.size_mb
 
-Every format takes what the Keras model takes, raw 0-255 float32 pixels, and returns its
-logits as float32: the full int8 model quantizes its input and dequantizes its output inside.
+Every format takes raw 0-255 float32 pixels, as the Keras model does, and returns float32
+logits: the full int8 model quantizes its input and dequantizes its output inside.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +35,7 @@ FORMATS = {
 
 
 def interpreter_class():
-    """LiteRT's interpreter (the `ai-edge-litert` package); TensorFlow's own, which is
-    deprecated, only where that package is not installed."""
+    """LiteRT's interpreter (`ai-edge-litert`); TensorFlow's deprecated one where it is missing."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -52,9 +49,11 @@ def interpreter_class():
 def _float32_config(value):
     """A serialized model with every mixed-precision dtype policy replaced by float32."""
     if isinstance(value, dict):
-        if value.get("class_name") == "DTypePolicy" and str(value["config"]["name"]).startswith("mixed_"):
+        policy = value.get("class_name") == "DTypePolicy"
+        if policy and str(value["config"]["name"]).startswith("mixed_"):
             return {**value, "config": {**value["config"], "name": "float32"}}
-        return {k: "float32" if k == "dtype" and v in ("float16", "bfloat16") else _float32_config(v)
+        half = ("float16", "bfloat16")
+        return {k: "float32" if k == "dtype" and v in half else _float32_config(v)
                 for k, v in value.items()}
     if isinstance(value, list):
         return [_float32_config(v) for v in value]
@@ -79,8 +78,8 @@ def saved_model(model: keras.Model, folder: Path) -> Path:
     model = float32_copy(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", lambda x: model(x, training=False),
-                         input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)])
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+    archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel("ERROR")  # not "INFO:tensorflow:Assets written to: ..."
@@ -96,42 +95,39 @@ def representative_images(examples: tf.data.Dataset, count: int, seed: int) -> n
     """`count` images drawn at random (seeded) from a split, as float32 raw pixels: what the
     full int8 conversion measures activation ranges on."""
     total = data_module.count(examples)
-    chosen = set(np.random.default_rng(seed).choice(total, min(count, total), replace=False).tolist())
+    rng = np.random.default_rng(seed)
+    chosen = set(rng.choice(total, min(count, total), replace=False).tolist())
     images = [image for i, (image, _) in enumerate(examples.as_numpy_iterator()) if i in chosen]
     return np.stack(images).astype(np.float32)
 
 
-def converter(folder: Path, kind: str, representative: np.ndarray | None = None):
-    """A TFLiteConverter for one of `FORMATS`, reading the SavedModel in `folder`."""
-    if kind not in FORMATS:
-        raise ValueError(f"Unknown format {kind!r}; choose from {', '.join(FORMATS)}.")
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(folder))
-    if kind != "float32":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    if kind == "float16":
-        conv.target_spec.supported_types = [tf.float16]
-    if kind == "int8":
-        if representative is None or not len(representative):
-            raise ValueError("Full int8 needs representative images (from the training split).")
-
-        def batches() -> Iterator[list[np.ndarray]]:
-            for image in representative:
-                yield [image[None].astype(np.float32)]
-
-        conv.representative_dataset = batches
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]  # int8 or fail
-    return conv
-
-
 def convert(model: keras.Model, representative: np.ndarray | None = None,
             formats=tuple(FORMATS)) -> dict[str, bytes]:
-    """The model as .tflite bytes in each format (full int8 needs `representative`)."""
+    """The model as .tflite bytes in each of `FORMATS` (full int8 needs `representative`)."""
+    unknown = [kind for kind in formats if kind not in FORMATS]
+    if unknown:
+        raise ValueError(f"Unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}.")
+    if "int8" in formats and (representative is None or not len(representative)):
+        raise ValueError("Full int8 needs representative images (from the training split).")
+
+    def calibration() -> Iterator[list[np.ndarray]]:
+        for image in representative:
+            yield [image[None].astype(np.float32)]
+
+    converted = {}
     with tempfile.TemporaryDirectory() as folder:
         saved_model(model, Path(folder))
-        converted = {}
         for kind in formats:
+            conv = tf.lite.TFLiteConverter.from_saved_model(folder)
+            if kind != "float32":
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            if kind == "float16":
+                conv.target_spec.supported_types = [tf.float16]
+            if kind == "int8":
+                conv.representative_dataset = calibration
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]  # or fail
             with quiet_stderr():
-                converted[kind] = converter(Path(folder), kind, representative).convert()
+                converted[kind] = conv.convert()
     return converted
 
 
@@ -172,28 +168,25 @@ class LiteModel:
             labels.append(y.numpy())
         return evaluate.Predictions(np.concatenate(labels).astype(int), np.concatenate(logits))
 
+    def _random_images(self, count: int) -> np.ndarray:
+        shape = (count, *self.image_shape)
+        return np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
+
     def latency_ms(self, *, repeats: int = 100, warmup: int = 5, max_seconds: float = 1.5) -> float:
-        """Median milliseconds of one batch-1 call after warm-up, as `evaluate.latency_ms`
-        times the Keras model: `repeats` calls, or as many as fit in `max_seconds` (at least 5)."""
-        x = np.random.default_rng(0).uniform(0, 255, (1, *self.image_shape)).astype(np.float32)
-        for _ in range(warmup):
-            self(x)
-        times: list[float] = []
-        while len(times) < repeats and (len(times) < 5 or sum(times) < max_seconds):
-            start = time.perf_counter()
-            self(x)
-            times.append(time.perf_counter() - start)
+        """Median milliseconds of one batch-1 call after warm-up, timed as
+        `evaluate.latency_ms` times the Keras model."""
+        x = self._random_images(1)
+        times = evaluate.call_times(lambda: self(x), repeats=repeats, warmup=warmup,
+                                    max_seconds=max_seconds, at_least=5)
         return 1000 * statistics.median(times)
 
-    def throughput(self, *, batch_size: int = 32, repeats: int = 5, max_seconds: float = 1.0) -> float:
+    def throughput(self, *, batch_size: int = 32, repeats: int = 5,
+                   max_seconds: float = 1.0) -> float:
         """Images per second at a large batch, after one warm-up call."""
-        x = np.random.default_rng(0).uniform(0, 255, (batch_size, *self.image_shape)).astype(np.float32)
-        self(x)
-        done, start = 0, time.perf_counter()
-        while done < repeats and (done == 0 or time.perf_counter() - start < max_seconds):
-            self(x)
-            done += 1
-        return batch_size * done / (time.perf_counter() - start)
+        x = self._random_images(batch_size)
+        times = evaluate.call_times(lambda: self(x), repeats=repeats, warmup=1,
+                                    max_seconds=max_seconds, at_least=1)
+        return batch_size * len(times) / sum(times)
 
 
 def agreement(first: evaluate.Predictions, second: evaluate.Predictions) -> float:

@@ -1,9 +1,7 @@
-"""What the notebooks need besides `keras.applications` itself: the weights source
-(ImageNet, the smoke profile's stand-in weights, or none), each backbone's preprocessing as a
-layer, and the layer that keeps a base in inference mode under `fit`.
-
-The notebooks build their models on the page; `gap_classifier` builds the course's standard
-one (base, global average pooling, Dense) for the stand-in weights, the tests and the benchmarks.
+"""What the notebooks need besides `keras.applications`: the weights source (ImageNet, the
+smoke profile's stand-in weights, or none), each backbone's preprocessing as a layer, and the
+layer that keeps a base in inference mode under `fit`. The notebooks build their models on the
+page; `gap_classifier` builds the standard one for the stand-in weights, tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -34,12 +32,11 @@ class CaffePreprocess(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class InferenceMode(keras.layers.Layer):
-    """Calls the wrapped base with ``training=False``, always, also under `fit`.
+    """Calls the wrapped base with `training=False`, always, also under `fit`.
 
-    Keras 3 overrides a ``base(x, training=False)`` written into a functional model with
-    ``fit``'s ``training=True`` (keras-team/keras#20285), so unfrozen BatchNorm layers would
-    normalize with batch statistics and overwrite their pre-trained moving averages. Inside
-    this wrapper they learn their scale and offset but keep normalizing with those averages."""
+    Keras 3 overrides a `base(x, training=False)` written into a functional model with `fit`'s
+    `training=True` (keras-team/keras#20285): unfrozen BatchNorm layers would overwrite their
+    pre-trained averages. In here they learn scale and offset but normalize with the averages."""
 
     def __init__(self, inner: keras.Model, **kwargs):
         super().__init__(**kwargs)
@@ -82,25 +79,19 @@ def check_raw_pixels(images) -> None:
 
 # ------------------------------------------------------------------ weights source
 
-
-def _keras_models_dir() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
 def imagenet_file(name: str, image_size: int) -> Path:
     """Where Keras keeps a backbone's downloaded no-top ImageNet weights."""
-    return _keras_models_dir() / backbones.get(name).weights_file(image_size)
-
-
-WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+    models = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    return models / backbones.get(name).weights_file(image_size)
 
 
 def weights(name: str, settings: Settings) -> str | None:
-    """The `weights=` argument of a `keras.applications` constructor for this run:
-    "imagenet", the path of the stand-in weights file (the smoke profile's; made once per
-    machine), a weights file of your own, or None (random weights).
-
-    ImageNet weights that are neither cached nor downloadable stop here with one sentence."""
+    """The `weights=` argument of a `keras.applications` constructor for this run: "imagenet"
+    (stops with one sentence when neither cached nor downloadable), the path of the stand-in
+    weights (made once per machine), a weights file of your own, or None (random weights)."""
     choice = settings.weights
     if choice == "standin":
         return str(standin_weights(name, settings.image_size))
@@ -121,9 +112,10 @@ def build_base(name: str, image_size: int, weights: str | None = None) -> keras.
     """`keras.applications.<Backbone>(include_top=False)` at `image_size` with these weights."""
     spec = backbones.get(name)
     if image_size < spec.min_size:
-        raise SettingsError(f"{spec.title} needs images of at least {spec.min_size}x{spec.min_size}, "
-                            f"got {image_size}.")
-    return spec.constructor()(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
+        raise SettingsError(f"{spec.title} needs images of at least "
+                            f"{spec.min_size}x{spec.min_size}, got {image_size}.")
+    shape = (image_size, image_size, 3)
+    return spec.constructor()(include_top=False, weights=weights, input_shape=shape)
 
 
 def gap_classifier(name: str, image_size: int, num_classes: int, weights: str | None = None, *,
@@ -149,16 +141,12 @@ STANDIN_VERSION = "v3"
 STANDIN_SIZE = 64
 
 
-def standin_weights(name: str, image_size: int = STANDIN_SIZE, *, images: int = 1000,
-                    epochs: int = 4) -> Path:
-    """Offline stand-in for ImageNet weights: the backbone trained briefly at 64x64 on a
-    generated source task (`samples.source_task`), then its BatchNorm moving statistics reset
-    on that data (a few epochs leave them near their initial values, which would starve a
-    frozen base of signal). For another input size they are adapted there (at 32x32 the
-    64x64 statistics leave much of MobileNet's output dead). Made once per machine and size
-    and cached, so every smoke run is a small but real transfer experiment.
-
-    Making them draws random numbers: call this before seeding, as the notebooks do."""
+def standin_weights(name: str, image_size: int = STANDIN_SIZE) -> Path:
+    """Offline stand-in for ImageNet weights, so every smoke run is a small but real transfer
+    experiment: the backbone trained briefly at 64x64 on a generated source task
+    (`samples.source_task`), then its BatchNorm statistics reset on that data (a few epochs
+    leave them near their initial values) and, for another size, adapted there. Made once per
+    machine and size; making them draws random numbers, so call this before seeding."""
     from filelock import FileLock
 
     spec = backbones.get(name)
@@ -173,11 +161,11 @@ def standin_weights(name: str, image_size: int = STANDIN_SIZE, *, images: int = 
         if not path.exists():
             if path == base_path:
                 print(f"Making stand-in weights for {spec.title} (once per machine, about a minute)")
-                _make_standin(spec.name, path, STANDIN_SIZE, images, epochs)
+                _make_standin(spec.name, path, STANDIN_SIZE, 1000, 4)
             else:
                 print(f"Adapting {spec.title}'s stand-in weights to {image_size}x{image_size} "
                       "(once per machine)")
-                _make_standin(spec.name, path, image_size, images, 2, start=standin_weights(name))
+                _make_standin(spec.name, path, image_size, 1000, 2, start=standin_weights(name))
     return path
 
 

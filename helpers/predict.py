@@ -2,8 +2,8 @@
 
     python -m helpers.predict results/smoke/05_cats_vs_dogs_feature_extraction/mobilenet_v2__frozen.keras my_photos/
 
-Every image is decoded and resized as in training (RGB, bilinear, raw 0-255 pixels); files
-that cannot be read get a row with the reason, and the other rows are still predicted.
+Every image is decoded and resized as in training (RGB, bilinear, raw 0-255 pixels); a file
+that cannot be read gets a row with the reason, and the others are still predicted.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pandas as pd
 import tensorflow as tf
 
 # importing models registers the course's own layers, which loading a saved model needs
-from helpers import data, folders, models, progress, results  # noqa: F401
+from helpers import data, evaluate, folders, models, progress, results  # noqa: F401
 from helpers.config import CourseError
 
 
@@ -28,13 +28,14 @@ def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
     """A saved model and its class names, read from the record beside it (`<stem>.json`);
     without a record the classes are called "class 0", "class 1", ..."""
     path = Path(path)
+    give = "give the .keras file a notebook saved beside its record."
     if not path.is_file():
-        raise CourseError(f"{path} is not a file; give the .keras file a notebook saved beside its record.")
+        raise CourseError(f"{path} is not a file; {give}")
     try:
         model = keras.models.load_model(path)
     except Exception as error:  # Keras raises many kinds here; the user needs one sentence
-        raise CourseError(f"{path} could not be loaded as a Keras model ({type(error).__name__}); "
-                          "give the .keras file a notebook saved beside its record.") from None
+        name = type(error).__name__
+        raise CourseError(f"{path} could not be loaded as a Keras model ({name}); {give}") from None
     shape, outputs = model.input_shape, model.output_shape
     if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] and shape[3] == 3
             and len(outputs) == 2):
@@ -47,7 +48,9 @@ def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
     except ValueError:
         names = []
     if len(names) != count:
-        why = f"does not name its {count} classes" if record_file.exists() else "is not beside the model"
+        why = "is not beside the model"
+        if record_file.exists():
+            why = f"does not name its {count} classes"
         names = [f"class {k}" for k in range(count)]
         print(f"The record {record_file.name} {why}, so the classes are called "
               f"{', '.join(names)}.", file=sys.stderr)
@@ -83,16 +86,6 @@ def load_images(files: Sequence[Path | str], size: int) -> tuple[np.ndarray, lis
     return images, problems
 
 
-def probabilities(logits: np.ndarray) -> np.ndarray:
-    """One probability per class: sigmoid of a single logit (for class 1), softmax otherwise."""
-    logits = np.asarray(logits, np.float64)
-    if logits.shape[1] == 1:
-        p = 1 / (1 + np.exp(-logits[:, 0]))
-        return np.stack([1 - p, p], axis=1)
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def predict_paths(model: keras.Model, class_names: Sequence[str], paths: Sequence[Path | str], *,
                   top: int = 3, batch_size: int = 32) -> pd.DataFrame:
     """One row per file: file (inside the folder it was found in), prediction, probability, the
@@ -106,12 +99,14 @@ def predict_paths(model: keras.Model, class_names: Sequence[str], paths: Sequenc
     probs = np.zeros((len(files), len(class_names)))
     if good:
         picked = images[good].astype(np.float32)
-        logits = np.concatenate([keras.ops.convert_to_numpy(model(picked[i:i + batch_size], training=False))
-                                 for i in range(0, len(picked), batch_size)])
+        logits = np.concatenate([
+            keras.ops.convert_to_numpy(model(picked[i:i + batch_size], training=False))
+            for i in range(0, len(picked), batch_size)
+        ]).astype(np.float64)
         if logits.shape[1] != (1 if len(class_names) == 2 else len(class_names)):
             raise CourseError(f"The model has {logits.shape[1]} output(s) but {len(class_names)} "
                               "class names were given; give one name per class.")
-        probs[good] = probabilities(logits)
+        probs[good] = evaluate.probabilities(logits)
     rows = []
     for k, file in enumerate(files):
         root = next((r for r in roots if r in file.parents), None)  # shown inside the folder given

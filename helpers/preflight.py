@@ -1,10 +1,6 @@
-"""Before a run on the real data (full or laptop profile): what each notebook needs, and
-whether it is here.
-
-For every notebook: its data (found locally, to be downloaded, or missing), the ImageNet
-weights of its backbones (cached by Keras, to be downloaded, or missing), and a rough
-duration. `make reproduce` prints this and stops before any training when something is
-missing and cannot be downloaded.
+"""Before a run on the real data (full or laptop profile): what each notebook needs (its data,
+the ImageNet weights of its backbones) and whether it is here, downloadable or missing, with a
+rough duration. `make reproduce` prints this and stops before training when something is missing.
 """
 
 from __future__ import annotations
@@ -28,64 +24,60 @@ class Need:
 
 def _data_need(notebook: str, data_dir: Path | None, online: bool) -> Need:
     root = data.default_data_root()
+    download = None  # how it would be downloaded, when it can be
     if notebook.startswith(("01", "02")):
-        found = data.find_cifar10(data_dir)
-        where = f"{root}/cifar-10-python.tar.gz (or cifar-10-batches-py/)"
-        if found:
-            return Need(notebook, "CIFAR-10", "found", str(found))
-        return Need(notebook, "CIFAR-10", "download" if online else "missing",
-                    f"from {data.CIFAR10_URL}" if online else f"put it at {where}")
-    if notebook.startswith("03"):
-        folder = data._flowers_folder(data_dir or root)
-        if folder:
-            return Need(notebook, "tf_flowers", "found", str(folder))
-        return Need(notebook, "tf_flowers", "download" if online else "missing",
-                    "through tensorflow_datasets" if online else
-                    f"extract flower_photos.tgz ({data.FLOWERS_URL}) into {root}/")
-    if notebook.startswith("04"):
+        what, found = "CIFAR-10", data.find_cifar10(data_dir)
+        download = f"from {data.CIFAR10_URL}"
+        place = f"put it at {root}/cifar-10-python.tar.gz (or cifar-10-batches-py/)"
+    elif notebook.startswith("03"):
+        what, found = "tf_flowers", data._flowers_folder(data_dir or root)
+        download = "through tensorflow_datasets"
+        place = f"extract flower_photos.tgz ({data.FLOWERS_URL}) into {root}/"
+    elif notebook.startswith("04"):
         folder = data_dir or root / "animals"
-        if folder.is_dir():
-            return Need(notebook, "animal images", "found", str(folder))
-        return Need(notebook, "animal images", "missing",
-                    f"put them in {root / 'animals'}: {data.ANIMALS_LAYOUT} "
-                    "(or pass KAGGLE_DATASET with Kaggle credentials)")
-    if notebook.startswith("05"):
-        found = data._cats_dogs_root(data_dir or root)
+        what, found = "animal images", folder if folder.is_dir() else None
+        place = (f"put them in {root / 'animals'}: {data.ANIMALS_LAYOUT} "
+                 "(or pass KAGGLE_DATASET with Kaggle credentials)")
+    elif notebook.startswith("05"):
+        what, found = "cats vs dogs", data._cats_dogs_root(data_dir or root)
         builder = data._tfds_builder("cats_vs_dogs")
         if data_dir is None and builder.is_prepared():
-            return Need(notebook, "cats vs dogs", "found", f"tensorflow_datasets cats_vs_dogs ({builder.data_dir})")
-        if found:
-            return Need(notebook, "cats vs dogs", "found", str(found))
-        return Need(notebook, "cats vs dogs", "download" if online else "missing",
-                    "through tensorflow_datasets (cats_vs_dogs)" if online else
-                    f"prepare tfds cats_vs_dogs ({data.CATS_DOGS_TFDS_URL}), or unzip "
-                    f"cats_and_dogs_filtered.zip ({data.CATS_DOGS_URL}) into {root}/")
-    return Need(notebook, "result records", "found", "reads what the other notebooks wrote")
+            found = f"tensorflow_datasets cats_vs_dogs ({builder.data_dir})"
+        download = "through tensorflow_datasets (cats_vs_dogs)"
+        place = (f"prepare tfds cats_vs_dogs ({data.CATS_DOGS_TFDS_URL}), or unzip "
+                 f"cats_and_dogs_filtered.zip ({data.CATS_DOGS_URL}) into {root}/")
+    else:
+        return Need(notebook, "result records", "found", "reads what the other notebooks wrote")
+    if found:
+        return Need(notebook, what, "found", str(found))
+    if online and download:
+        return Need(notebook, what, "download", download)
+    return Need(notebook, what, "missing", place)
 
 
 def needs(notebooks: list[str], data_dir: Path | None = None, profile: str = "full") -> list[Need]:
     """Everything the full (or laptop) profile of these notebooks needs, checked."""
-    online = {url: data.can_download(url) for url in (data.CIFAR10_URL, models.WEIGHTS_URL)}
+    weights_online = data.can_download(models.WEIGHTS_URL)
+    online = data.can_download(data.CIFAR10_URL) or weights_online
     items: list[Need] = []
-    for notebook in notebooks:
-        if notebook not in PROFILES:
-            continue
-        items.append(_data_need(notebook, data_dir, online[data.CIFAR10_URL] or online[models.WEIGHTS_URL]))
+    for notebook in (n for n in notebooks if n in PROFILES):
+        items.append(_data_need(notebook, data_dir, online))
         chosen = PROFILES[notebook][profile]
         for model in chosen.models:
             path = models.imagenet_file(model, chosen.image_size)
-            name = path.name
+            what = f"{model} ImageNet weights"
             if path.exists():
-                items.append(Need(notebook, f"{model} ImageNet weights", "found", str(path)))
-            elif online[models.WEIGHTS_URL]:
-                items.append(Need(notebook, f"{model} ImageNet weights", "download", name))
+                items.append(Need(notebook, what, "found", str(path)))
+            elif weights_online:
+                items.append(Need(notebook, what, "download", path.name))
             else:
-                items.append(Need(notebook, f"{model} ImageNet weights", "missing",
-                                  f"download {models.WEIGHTS_URL}{name} into {path.parent}/"))
+                items.append(Need(notebook, what, "missing",
+                                  f"download {models.WEIGHTS_URL}{path.name} into {path.parent}/"))
     return items
 
 
-def report(notebooks: list[str], data_dir: Path | None = None, profile: str = "full") -> tuple[str, bool]:
+def report(notebooks: list[str], data_dir: Path | None = None,
+           profile: str = "full") -> tuple[str, bool]:
     """A readable checklist, and whether everything is there or downloadable."""
     from helpers.setup import quiet_stderr
 
@@ -99,15 +91,16 @@ def report(notebooks: list[str], data_dir: Path | None = None, profile: str = "f
     for item in items:
         mark = {"found": "ok  ", "download": "get ", "missing": "MISS"}[item.status]
         lines.append(f"  [{mark}] {item.notebook[:2]}  {item.what:{width}s}  {item.detail}")
-    column = 0 if gpus else 1
-    hours = sum(FULL_HOURS.get(n, (0, 0))[column] for n in notebooks)
-    lines += ["", f"GPU: {len(gpus)} found" if gpus else "GPU: none found (the full profile is meant for a GPU)"]
+    lines += ["", f"GPU: {len(gpus)} found" if gpus
+              else "GPU: none found (the full profile is meant for a GPU)"]
     if profile == "full":
-        lines.append("Rough time: " + ", ".join(
-            f"{n[:2]} ~{FULL_HOURS[n][column]:g} h" for n in notebooks if FULL_HOURS.get(n, (0, 0))[column]
-        ) + f"; about {hours:g} h in all")
+        column = 0 if gpus else 1
+        hours = [(n[:2], FULL_HOURS[n][column]) for n in notebooks if n in FULL_HOURS]
+        lines.append("Rough time: " + ", ".join(f"{n} ~{h:g} h" for n, h in hours if h)
+                     + f"; about {sum(h for _, h in hours):g} h in all")
     else:
-        lines.append("Rough time: about ten minutes per notebook on a four-core laptop CPU (make bench-laptop)")
+        lines.append("Rough time: about ten minutes per notebook on a four-core laptop CPU "
+                     "(make bench-laptop)")
     missing = [i for i in items if i.status == "missing"]
     if missing:
         lines += ["", f"{len(missing)} thing(s) missing and not downloadable from here; "

@@ -1,8 +1,6 @@
-"""Progress a person can see: bars for the slow steps (folder scans, feature passes, stand-in
-weights) in a notebook and in a terminal, and how much `fit` should print.
-
-Headless runs (the runner, `make demo`, the tests; `COURSE_HEADLESS=1`) keep their output
-short: no bars, one line per epoch.
+"""Progress a person can see: bars for the slow steps (folder scans, feature passes) and how
+much `fit` prints. Headless runs ($COURSE_HEADLESS=1: the runner, the tests) show no bars and
+one line per epoch.
 """
 
 from __future__ import annotations
@@ -30,8 +28,8 @@ def bar(items: Iterable[T], total: int | None = None, what: str = "") -> Iterato
 
 
 def tick(dataset, total: int, what: str = ""):
-    """`dataset`, advancing a progress bar by one for every element a consumer (e.g.
-    `Dataset.save`) takes from it; unchanged when headless."""
+    """`dataset`, advancing a progress bar for every element a consumer (e.g. `Dataset.save`)
+    takes from it; unchanged when headless."""
     if headless():
         return dataset
     import tensorflow as tf
@@ -47,6 +45,5 @@ def tick(dataset, total: int, what: str = ""):
 
 
 def keras_verbose() -> int:
-    """`verbose=` for `fit`: a progress bar within each epoch when watched, one line per epoch
-    when headless."""
+    """`verbose=` for `fit`: a bar within each epoch when watched, one line per epoch headless."""
     return 2 if headless() else 1

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from helpers.config import Settings, project_root
+import pandas as pd
+
+from helpers.config import ARTICLE_STRATEGIES, Settings, project_root
 
 RECORD_FIELDS = (
     "notebook", "article", "dataset", "profile", "model", "strategy", "image_size",
@@ -105,8 +107,6 @@ ARTICLE_RESULTS: list[dict[str, Any]] = [
 
 def article_results():
     """The articles' reported numbers as a DataFrame."""
-    import pandas as pd
-
     return pd.DataFrame(ARTICLE_RESULTS)
 
 
@@ -238,42 +238,8 @@ def load_records(folder: Path) -> tuple[list[dict], list[tuple[str, str]]]:
 
 def records_table(records: list[dict]):
     """Records as a DataFrame, one row per record, contract fields first."""
-    import pandas as pd
-
     columns = list(RECORD_FIELDS) + [f for f in EXTRA_FIELDS if f != "history"]
-    rows = [{k: r.get(k) for k in columns} for r in records]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def summary_table(records: list[dict]):
-    """Every record beside the number its article reported for the same configuration."""
-    import pandas as pd
-
-    table = records_table(records)
-    articles = article_results()[["notebook", "model", "strategy", "metric", "value", "epochs",
-                                  "fine_tune_epochs", "article_ran"]]
-    articles = articles.rename(columns={"value": "article_value", "epochs": "article_epochs",
-                                        "fine_tune_epochs": "article_fine_tune_epochs",
-                                        "metric": "article_metric"})
-    merged = table.merge(articles, on=["notebook", "model", "strategy"], how="left")
-    ours = []
-    for _, row in merged.iterrows():
-        metric = row["article_metric"] if isinstance(row["article_metric"], str) else "test_accuracy"
-        ours.append(row.get(metric))
-    merged["our_value"] = pd.to_numeric(pd.Series(ours, index=merged.index), errors="coerce")
-    merged["kind"] = [run_kind(p, w) for p, w in zip(merged["profile"], merged["weights"])]
-    # The article's numbers stand beside real-data runs only (never beside a smoke run), and a
-    # difference from them only means something for a reproduction.
-    shown = merged["kind"].isin(SHOWS_ARTICLE)
-    for column in ("article_value", "article_epochs", "article_fine_tune_epochs", "article_ran"):
-        merged[column] = merged[column].where(shown)
-    merged["difference"] = (merged["our_value"] - pd.to_numeric(merged["article_value"], errors="coerce")
-                            ).where(merged["kind"] == "reproduction")
-    order = {s: i for i, s in enumerate(("all", "frozen", "layers:5", "layers:10", "layers:40",
-                                          "blocks:2", "blocks:4", "blocks:10", "from:100"))}
-    merged["_order"] = merged["strategy"].map(lambda s: order.get(s, len(order)))
-    merged = merged.sort_values(["notebook", "model", "_order", "variant"], na_position="first")
-    return merged.drop(columns="_order").reset_index(drop=True)
+    return pd.DataFrame([{k: r.get(k) for k in columns} for r in records], columns=columns)
 
 
 def run_kind(profile: str, weights: str | None) -> str:
@@ -289,9 +255,59 @@ def run_kind(profile: str, weights: str | None) -> str:
 
 
 SHOWS_ARTICLE = ("reproduction", "laptop run (real data, reduced settings)")
+STRATEGY_ORDER = ("all", *ARTICLE_STRATEGIES, "from:100")
+
+
+def summary_table(records: list[dict]):
+    """Every record beside the number its article reported for the same configuration."""
+    articles = article_results()[["notebook", "model", "strategy", "metric", "value", "epochs",
+                                  "fine_tune_epochs", "article_ran"]]
+    articles = articles.rename(columns={"value": "article_value", "epochs": "article_epochs",
+                                        "fine_tune_epochs": "article_fine_tune_epochs",
+                                        "metric": "article_metric"})
+    merged = records_table(records).merge(articles, on=["notebook", "model", "strategy"],
+                                          how="left")
+    metrics = merged["article_metric"].fillna("test_accuracy")
+    ours = [merged.at[i, metric] for i, metric in zip(merged.index, metrics)]
+    merged["our_value"] = pd.to_numeric(pd.Series(ours, index=merged.index), errors="coerce")
+    merged["kind"] = [run_kind(p, w) for p, w in zip(merged["profile"], merged["weights"])]
+    # The article's numbers stand beside real-data runs only (never beside a smoke run), and a
+    # difference from them only means something for a reproduction.
+    shown = merged["kind"].isin(SHOWS_ARTICLE)
+    for column in ("article_value", "article_epochs", "article_fine_tune_epochs", "article_ran"):
+        merged[column] = merged[column].where(shown)
+    article = pd.to_numeric(merged["article_value"], errors="coerce")
+    merged["difference"] = (merged["our_value"] - article).where(merged["kind"] == "reproduction")
+    order = merged["strategy"].map(lambda s: STRATEGY_ORDER.index(s)
+                                   if s in STRATEGY_ORDER else len(STRATEGY_ORDER))
+    merged = merged.assign(_order=order).sort_values(["notebook", "model", "_order", "variant"],
+                                                     na_position="first")
+    return merged.drop(columns="_order").reset_index(drop=True)
+
+
+def _epochs_text(epochs, fine_tune_epochs) -> str:
+    """'5', or with a fine-tuning phase '5 + 4'; '-' when unknown."""
+    if pd.isna(epochs):
+        return "-"
+    if pd.isna(fine_tune_epochs) or int(fine_tune_epochs) == 0:
+        return f"{int(epochs)}"
+    return f"{int(epochs)} + {int(fine_tune_epochs)}"
 
 
 METRIC_NAMES = {"test_accuracy": "test accuracy", "val_accuracy": "validation accuracy"}
+
+
+def _for_readers(table, columns: dict[str, str]):
+    """Some columns of a summary table, rounded, renamed for readers, with readable metric
+    names and epochs ('5 + 4': frozen epochs + fine-tuning epochs)."""
+    shown = table.copy()
+    shown["article_metric"] = shown["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-"))
+    for epochs in ("epochs", "article_epochs"):
+        fine_tune = shown[epochs.replace("epochs", "fine_tune_epochs")]
+        shown[epochs] = [_epochs_text(e, f) for e, f in zip(shown[epochs], fine_tune)]
+    shown = shown.round({"our_value": 4, "article_value": 4, "difference": 4,
+                         "inference_ms_per_image": 2, "throughput_images_per_s": 1})
+    return shown[list(columns)].rename(columns=columns)
 
 
 COMPARISON_COLUMNS = {
@@ -310,33 +326,12 @@ COMPARISON_COLUMNS = {
 }
 
 
-def _epochs_text(epochs, fine_tune_epochs) -> str:
-    """'5', or with a fine-tuning phase '5 + 4'; '-' when unknown."""
-    import pandas as pd
-
-    if pd.isna(epochs):
-        return "-"
-    if pd.isna(fine_tune_epochs) or int(fine_tune_epochs) == 0:
-        return f"{int(epochs)}"
-    return f"{int(epochs)} + {int(fine_tune_epochs)}"
-
-
 def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] | None = None):
     """A compact table of runs beside their article's numbers, for a notebook to show.
 
     `extra` adds columns, each computed from one record and placed on that record's row
     (the table is sorted, so values listed in the records' order would land on wrong rows)."""
-    import pandas as pd
-
-    table = summary_table(records)
-    table["article_metric"] = table["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-"))
-    # "5 + 4": frozen epochs + fine-tuning epochs, for ours and the article's alike
-    table["epochs"] = [_epochs_text(e, f) for e, f in zip(table["epochs"], table["fine_tune_epochs"])]
-    table["article_epochs"] = [_epochs_text(e, f) for e, f in
-                               zip(table["article_epochs"], table["article_fine_tune_epochs"])]
-    shown = table[list(COMPARISON_COLUMNS)].rename(columns=COMPARISON_COLUMNS)
-    shown = shown.round({"ours": 4, "article": 4, "difference": 4, "ms / image (batch 1)": 2,
-                         "images / s (batched)": 1})
+    shown = _for_readers(summary_table(records), COMPARISON_COLUMNS)
     # a smoke row carries no article figure; a laptop row shows it, but no difference
     shown["difference"] = [d if pd.notna(d) else "n/a (reduced settings)" if pd.notna(a) else "-"
                            for d, a in zip(shown["difference"], shown["article"])]
@@ -351,16 +346,33 @@ def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] |
     return shown
 
 
+SUMMARY_COLUMNS = {
+    "nb": "notebook", "model": "model", "strategy": "strategy", "kind": "profile",
+    "our_value": "ours", "article_value": "article", "difference": "difference",
+    "article_metric": "metric", "epochs": "epochs", "trainable_params": "trainable params",
+    "inference_ms_per_image": "ms / image", "throughput_images_per_s": "images / s",
+    "device": "device",
+}
+
+
+def summary_for_readers(table):
+    """The summary table with short, reader-facing columns, rounded (all columns stay in the CSV)."""
+    shown = table.assign(nb=table["notebook"].str[:2],
+                         kind=table["kind"].map(lambda k: k.split(" (")[0]))
+    shown["strategy"] = [s if not isinstance(v, str) else f"{s} ({v})"
+                         for s, v in zip(shown["strategy"], shown["variant"])]
+    return _for_readers(shown, SUMMARY_COLUMNS)
+
+
 class CheckFailed(AssertionError):
     """A notebook's closing check found something missing or wrong."""
 
 
 def check_record(path: Path, *, num_classes: int | None = None, profile: str | None = None) -> dict:
-    """Check that a record is complete and, on the smoke profile, clearly above chance; raise
-    `CheckFailed` otherwise. The notebooks end with this: a missing field or an accuracy near
-    chance on the learnable sample data means something is broken."""
+    """Check that a record is complete and, on the smoke profile, clearly above chance (on the
+    learnable sample data, near-chance accuracy means something is broken); else `CheckFailed`."""
     record = read_record(path)
-    missing = [f for f in RECORD_FIELDS if record.get(f) is None and f not in ("git_commit",)]
+    missing = [f for f in RECORD_FIELDS if record.get(f) is None and f != "git_commit"]
     if record["status"] != "ok":
         raise CheckFailed(f"{path.name} is marked {record['status']}: {record.get('error')}")
     if missing:
@@ -370,8 +382,9 @@ def check_record(path: Path, *, num_classes: int | None = None, profile: str | N
         floor = chance + 0.5 * (1 - chance)
         if record["test_accuracy"] < floor:
             raise CheckFailed(
-                f"{record['title']}: test accuracy {record['test_accuracy']:.2f} is not clearly above "
-                f"chance ({chance:.2f}) on the learnable sample data; expected at least {floor:.2f}"
+                f"{record['title']}: test accuracy {record['test_accuracy']:.2f} is not clearly "
+                f"above chance ({chance:.2f}) on the learnable sample data; expected at least "
+                f"{floor:.2f}"
             )
     return record
 
@@ -384,49 +397,23 @@ ARTICLE_COLUMNS = {
 }
 
 
-def side_by_side(records: list[dict], columns: dict[str, str] = ARTICLE_COLUMNS):
-    """Ours and the article's value for each column the article reported, per configuration
+def side_by_side(records: list[dict]):
+    """Ours and the article's value of each `ARTICLE_COLUMNS` figure, per configuration
     (columns: a (metric, "ours" / "article") MultiIndex, indexed by model and strategy)."""
-    import pandas as pd
-
     rows = []
     for record in records:
         article = article_result(record["notebook"], record["model"], record["strategy"]) or {}
         if run_kind(record["profile"], record["weights"]) not in SHOWS_ARTICLE:
             article = {}  # never an article figure beside a smoke run
-        reported = dict(article)
-        if article.get("metric"):
-            reported[article["metric"]] = article["value"]
+        reported = {**article, article["metric"]: article["value"]} if article else {}
         row = {("model", ""): record["model"], ("strategy", ""): record["strategy"]}
-        for column, label in columns.items():
+        for column, label in ARTICLE_COLUMNS.items():
             row[(label, "ours")] = record.get(column)
             row[(label, "article")] = reported.get(column)
         rows.append(row)
     table = pd.DataFrame(rows)
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     return table.set_index([("model", ""), ("strategy", "")]).rename_axis(["model", "strategy"])
-
-
-SUMMARY_COLUMNS = {
-    "nb": "notebook", "model": "model", "strategy": "strategy", "kind": "profile",
-    "our_value": "ours", "article_value": "article", "difference": "difference",
-    "article_metric": "metric", "epochs": "epochs", "trainable_params": "trainable params",
-    "inference_ms_per_image": "ms / image", "throughput_images_per_s": "images / s",
-    "device": "device",
-}
-
-
-def summary_for_readers(table):
-    """The summary table with short, reader-facing columns, rounded (all columns stay in the CSV)."""
-    shown = table.copy()
-    shown["nb"] = shown["notebook"].str[:2]
-    shown["strategy"] = [s if not isinstance(v, str) else f"{s} ({v})"
-                         for s, v in zip(shown["strategy"], shown["variant"])]
-    shown["kind"] = shown["kind"].map(lambda k: k.split(" (")[0])
-    shown["article_metric"] = shown["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-"))
-    shown["epochs"] = [_epochs_text(e, f) for e, f in zip(shown["epochs"], shown["fine_tune_epochs"])]
-    shown = shown[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
-    return shown.round({"ours": 4, "article": 4, "difference": 4, "ms / image": 2, "images / s": 1})
 
 
 def to_markdown(table) -> str:

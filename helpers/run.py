@@ -6,18 +6,15 @@
     python -m helpers.run --only 03 05 -p EPOCHS 2         # a subset, with parameters
     python -m helpers.run --profile full --shard 2/4       # share 2 of a rerun split in 4
 
-Each notebook is executed with papermill into ``reports/<profile>/<notebook>.ipynb`` and
-rendered to HTML beside it; ``reports/<profile>/index.html`` links them all, with the
-summary table that notebook 06 writes. A failing notebook is reported and the others
-still run; the exit code is non-zero if any failed. Result records accumulate in
-``results/<profile>/``, so re-running never loses earlier results.
+Each notebook is executed with papermill into reports/<profile>/<notebook>.ipynb and rendered
+to HTML beside it; reports/<profile>/index.html links them all, with the summary table. A
+failing notebook is reported, the others still run, and the exit code says so. Records
+accumulate in results/<profile>/, so re-running never loses earlier results.
 
-With ``--shard K/N`` the rerun is cut into units (each notebook; notebook 03 per
-configuration) and this process runs every N-th of them, starting at the K-th: N processes
-on N GPUs or machines that share the results and reports folders train each configuration
-once. A unit that finished is not run again when its share restarts (an interrupted one
-resumes from its backups), and the share that finishes last runs notebooks 07 and 06 and
-writes the report.
+With --shard K/N the rerun is cut into units (each notebook; notebook 03 per configuration),
+and this process runs every N-th unit from the K-th: N machines sharing the results and
+reports folders train each configuration once. The share that finishes last runs notebooks
+07 and 06 and writes the report.
 """
 
 from __future__ import annotations
@@ -27,22 +24,16 @@ import html
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from helpers.config import (
-    NOTEBOOKS,
-    PROFILE_NAMES,
-    PROFILES,
-    READS_RECORDS,
-    SUMMARY_NOTEBOOK,
-    names,
-    project_root,
-)
+from helpers import config
 
 
 @dataclass
 class Outcome:
+    """How one notebook's run went."""
+
     notebook: str
     ok: bool
     seconds: float
@@ -65,7 +56,7 @@ def parse_value(text: str):
 
 def find_notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
     """The course's notebooks in order, optionally those whose names start with `only`."""
-    paths = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.stem in NOTEBOOKS)
+    paths = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.stem in config.NOTEBOOKS)
     if only:
         paths = [p for p in paths if any(p.stem.startswith(prefix) for prefix in only)]
     return paths
@@ -84,10 +75,8 @@ def render_html(notebook: Path) -> Path:
 
 
 def _kernel_manager_class():
-    """Kernels talk over local sockets where the OS has them (no network port, no warning
-    about unencrypted TCP), over TCP elsewhere. Each kernel's sockets live in a folder of
-    their own: runners started side by side (shares of a rerun) would otherwise pick the same
-    socket files and read each other's messages."""
+    """Kernels that talk over local sockets where the OS has them (no network port), each in a
+    folder of its own: runners side by side (shares of a rerun) must not share socket files."""
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
@@ -95,8 +84,9 @@ def _kernel_manager_class():
     class LocalKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             if os.name == "posix":
+                folder = Path(tempfile.mkdtemp(prefix="course-kernel-"))
                 kwargs.setdefault("transport", "ipc")
-                kwargs.setdefault("ip", str(Path(tempfile.mkdtemp(prefix="course-kernel-")) / "kernel"))
+                kwargs.setdefault("ip", str(folder / "kernel"))
             super().__init__(**kwargs)
 
     return LocalKernelManager
@@ -106,32 +96,31 @@ def execute(notebook: Path, output: Path, parameters: dict, progress: bool = Tru
     """Run one notebook with papermill; never raises for a failing notebook."""
     import papermill
 
-    started = time.perf_counter()
+    started, error_text = time.perf_counter(), ""
     try:
         papermill.execute_notebook(
             str(notebook), str(output), parameters=parameters, cwd=str(notebook.parent),
             progress_bar=progress, kernel_name="python3", request_save_on_cell_execute=True,
             kernel_manager_class=_kernel_manager_class(),
         )
-        return Outcome(notebook.stem, True, time.perf_counter() - started)
     except papermill.PapermillExecutionError as error:
-        message = f"{error.ename}: {error.evalue}".strip()
-        return Outcome(notebook.stem, False, time.perf_counter() - started, message)
+        error_text = f"{error.ename}: {error.evalue}".strip()
     except Exception as error:  # noqa: BLE001 - a dead kernel or a bad file must not stop the rest
-        return Outcome(notebook.stem, False, time.perf_counter() - started,
-                       f"{type(error).__name__}: {error}")
+        error_text = f"{type(error).__name__}: {error}"
+    return Outcome(notebook.stem, not error_text, time.perf_counter() - started, error_text)
 
 
 def _notebook_rows(folder: Path, outcomes: list[Outcome]) -> list[str]:
     """One row per notebook run now, and per notebook executed into `folder` by an earlier run
     (a run of a subset keeps the others' pages reachable)."""
     now = {o.notebook: o for o in outcomes}
-    earlier = {p.stem for p in folder.glob("*.ipynb") if p.stem.split("__")[0] in NOTEBOOKS}
+    earlier = {p.stem for p in folder.glob("*.ipynb") if p.stem.split("__")[0] in config.NOTEBOOKS}
     rows = []
     for stem in sorted(set(now) | earlier):
         outcome = now.get(stem)
         if outcome is None:
-            ran = time.strftime("%Y-%m-%d %H:%M", time.localtime((folder / f"{stem}.ipynb").stat().st_mtime))
+            modified = time.localtime((folder / f"{stem}.ipynb").stat().st_mtime)
+            ran = time.strftime("%Y-%m-%d %H:%M", modified)
             status, css, seconds = f"from an earlier run ({ran})", "", ""
         else:
             status = "ok" if outcome.ok else f"failed: {html.escape(outcome.error)}"
@@ -144,22 +133,20 @@ def _notebook_rows(folder: Path, outcomes: list[Outcome]) -> list[str]:
 
 
 def _summary_html(profile: str, results_dir: Path) -> str:
-    """The readers' summary of the profile's records, read from the records themselves (so
-    the page is current even when notebook 06 has not run since)."""
+    """The readers' summary of the profile's records, read from the records themselves."""
     from helpers.results import load_records, summary_for_readers, summary_table
 
     records, _ = load_records(results_dir)
     records = [r for r in records if r.get("profile") == profile]
+    where = html.escape(str(results_dir))
     if not records:
-        return f"<p>No result records for the {profile} profile under {html.escape(str(results_dir))} yet.</p>"
+        return f"<p>No result records for the {profile} profile under {where} yet.</p>"
     return summary_for_readers(summary_table(records)).to_html(
         index=False, float_format=lambda v: f"{v:,.4g}", na_rep="-", classes="summary", border=0)
 
 
 def write_index(folder: Path, profile: str, outcomes: list[Outcome], results_dir: Path) -> Path:
     """reports/<profile>/index.html: a link per executed notebook and the summary table."""
-    rows = _notebook_rows(folder, outcomes)
-    table = _summary_html(profile, results_dir)
     note = {
         "smoke": "Smoke profile: generated sample data and stand-in weights. These numbers show the "
                  "pipeline works; they are not reproductions of the articles, and no article's number "
@@ -171,11 +158,10 @@ def write_index(folder: Path, profile: str, outcomes: list[Outcome], results_dir
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Transfer-learning course: {profile} report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; }}
+table {{ border-collapse: collapse; font-size: 0.9rem; }} th {{ background: #f3f3f3; }}
 td, th {{ padding: 0.3rem 0.7rem; border-bottom: 1px solid #ddd; text-align: left; }}
-th {{ background: #f3f3f3; }} .ok {{ color: #1a7f37; }} .bad {{ color: #cf222e; }}
-.note {{ background: #fff8c5; padding: 0.6rem 1rem; border-radius: 4px; }}
+.ok {{ color: #1a7f37; }} .bad {{ color: #cf222e; }} .note {{ background: #fff8c5; padding: 0.6rem; }}
 </style></head><body>
 <h1>Transfer-learning course: {profile} report</h1>
 <p class="note">{note}</p>
@@ -184,10 +170,10 @@ computed once), 02 (freeze, then fine-tune), 03 (what to unfreeze), 01 (whole ne
 32x32), then 06 (every run next to its article) and 07 (the light models on a device).</p>
 <h2>Notebooks</h2>
 <table><tr><th>notebook</th><th>status</th><th>time</th><th>executed</th></tr>
-{''.join(rows)}
+{''.join(_notebook_rows(folder, outcomes))}
 </table>
 <h2>Every run next to its article</h2>
-{table}
+{_summary_html(profile, results_dir)}
 <p>Generated {time.strftime('%Y-%m-%d %H:%M')} from the records under {html.escape(str(results_dir))};
 notebook 06 writes the same table to results.csv and results.md.</p>
 </body></html>
@@ -211,12 +197,12 @@ def units(notebooks: list[str], profile: str, parameters: dict, split: bool) -> 
     configuration (each is trained by exactly one share of a rerun)."""
     found = []
     for stem in notebooks:
-        if stem in READS_RECORDS:
+        if stem in config.READS_RECORDS:
             continue
-        defaults = PROFILES[stem][profile]
+        defaults = config.PROFILES[stem][profile]
         if split and stem.startswith("03"):
-            models = names("MODELS", parameters.get("MODELS") or defaults.models)
-            strategies = names("STRATEGIES", parameters.get("STRATEGIES") or defaults.strategies)
+            models = config.names("MODELS", parameters.get("MODELS") or defaults.models)
+            strategies = config.names("STRATEGIES", parameters.get("STRATEGIES") or defaults.strategies)
             found += [Unit(stem, f"{stem}__{m}-{s.replace(':', '-')}", {"MODELS": [m], "STRATEGIES": [s]})
                       for m in models for s in strategies]
         else:
@@ -240,7 +226,7 @@ def _run_unit(unit: Unit, notebook: Path, folder: Path, parameters: dict, progre
     output = folder / f"{unit.name}.ipynb"
     print(f"{label} {unit.name} ...", flush=True)
     outcome = execute(notebook, output, {**parameters, **unit.parameters}, progress=progress)
-    outcome = Outcome(unit.name, outcome.ok, outcome.seconds, outcome.error)
+    outcome = replace(outcome, notebook=unit.name)
     if output.exists():
         try:
             render_html(output)
@@ -253,7 +239,7 @@ def _run_unit(unit: Unit, notebook: Path, folder: Path, parameters: dict, progre
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the course notebooks headless with papermill.")
-    parser.add_argument("--profile", choices=PROFILE_NAMES, default="smoke")
+    parser.add_argument("--profile", choices=config.PROFILE_NAMES, default="smoke")
     parser.add_argument("--only", nargs="*", metavar="PREFIX",
                         help="run only the notebooks whose names start with these (e.g. 03 05)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
@@ -269,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    root = project_root()
+    root = config.project_root()
     notebooks = find_notebooks(root / "notebooks", args.only)
     if not notebooks:
         print(f"No notebooks match {args.only} in {root / 'notebooks'}.", file=sys.stderr)
@@ -315,13 +301,13 @@ def main(argv: list[str] | None = None) -> int:
 
     complete = shares == 1 or all((done / f"{u.name}.done").exists() for u in plan)
     results_dir = Path(parameters.get("RESULTS_DIR") or os.environ.get("NB_RESULTS_DIR") or root / "results")
-    readers = [stem for stem in READS_RECORDS[::-1] if stem in paths]  # 07 writes records, 06 sums up
+    readers = [stem for stem in config.READS_RECORDS[::-1] if stem in paths]  # 07 writes records, 06 sums up
     if complete:
         from filelock import FileLock
 
         with FileLock(str(folder / "report.lock")):  # shares that finish together write it once each, in turn
             for index, stem in enumerate(readers, 1):
-                params = {**parameters, "REPORTS_DIR": str(reports)} if stem == SUMMARY_NOTEBOOK else parameters
+                params = {**parameters, "REPORTS_DIR": str(reports)} if stem == config.SUMMARY_NOTEBOOK else parameters
                 outcomes.append(_run_unit(Unit(stem, stem, {}), paths[stem], folder, params,
                                           not args.no_progress, f"[report {index}/{len(readers)}]"))
             index_page = write_index(folder, args.profile, outcomes, results_dir)

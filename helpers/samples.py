@@ -22,10 +22,8 @@ SAMPLE_VERSION = "v1"  # bump when the generator changes, so caches are rebuilt
 def _palette(num_classes: int) -> list[tuple[int, int, int]]:
     import colorsys
 
-    return [
-        tuple(int(255 * c) for c in colorsys.hsv_to_rgb(k / num_classes, 0.85, 0.95))
-        for k in range(num_classes)
-    ]
+    hues = [colorsys.hsv_to_rgb(k / num_classes, 0.85, 0.95) for k in range(num_classes)]
+    return [tuple(int(255 * c) for c in rgb) for rgb in hues]
 
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond", "hbar", "vbar", "x", "dots")
@@ -36,10 +34,8 @@ def draw_sample(label: int, num_classes: int, size: int, rng: np.random.Generato
     """One generated image: class `label` is shape `label` in colour `label + colour_shift`
     of a `num_classes`-colour palette, at a random place and size on a noisy background."""
     background = rng.integers(60, 190, size=3)
-    array = np.clip(
-        background + rng.normal(0, 18, size=(size, size, 3)), 0, 255
-    ).astype(np.uint8)
-    image = Image.fromarray(array)
+    array = np.clip(background + rng.normal(0, 18, size=(size, size, 3)), 0, 255)
+    image = Image.fromarray(array.astype(np.uint8))
     draw = ImageDraw.Draw(image)
     colour = np.array(_palette(num_classes)[(label + colour_shift) % num_classes])
     colour = colour + rng.integers(-25, 26, size=3)
@@ -78,10 +74,8 @@ def draw_sample(label: int, num_classes: int, size: int, rng: np.random.Generato
 
 
 def source_task(count: int, size: int, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
-    """The generated source task the smoke profile's stand-in weights learn: ten classes of
-    shapes, each in a colour of a ten-colour palette. The notebooks' sample data sets use
-    other class counts, palettes and pairings, so a smoke run transfers from a related task
-    to a new one, as ImageNet weights transfer to flowers or pets."""
+    """The task the stand-in weights learn: ten shapes in ten colours. The sample data sets pair
+    shapes and colours differently, so a smoke run transfers from a related task to a new one."""
     images, labels = sample_arrays(count, 10, size, seed)
     return images, labels.astype(np.int32)
 
@@ -113,30 +107,13 @@ def _write_odd_files(folder: Path, label: int, num_classes: int, rng: np.random.
     Image.fromarray(deep).save(folder / "zz_16bit.png")
 
 
-def _write_images(folder: Path, label: int, num_classes: int, count: int, rng: np.random.Generator) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        side = int(rng.integers(72, 129))
-        Image.fromarray(draw_sample(label, num_classes, side, rng)).save(
-            folder / f"{folder.name}.{i:04d}.jpg", quality=90
-        )
-
-
-def sample_folder(
-    name: str,
-    class_names: Sequence[str],
-    per_class: dict[str, int],
-    *,
-    odd_files: bool = True,
-    seed: int = 0,
-) -> Path:
+def sample_folder(name: str, class_names: Sequence[str], per_class: dict[str, int], *,
+                  odd_files: bool = True, seed: int = 0) -> Path:
     """Generate (once, into the cache) an image-folder data set of coloured shapes.
 
-    `per_class` maps a subfolder to the images per class in it, e.g. {"": 70} for
-    one class-per-subfolder tree, {"train": 200, "validation": 100} for the article's.
-    With `odd_files`, the first class of the first subfolder also gets a truncated JPEG,
-    an empty file, a text file, and grayscale, CMYK, RGBA and 16-bit images.
-    """
+    `per_class` maps a subfolder to the images per class in it, e.g. {"": 70} for one
+    class-per-subfolder tree, {"train": 200, "validation": 100} for the article's. With
+    `odd_files`, the first class of the first subfolder also gets `_write_odd_files`'s files."""
     key = f"{name}-{SAMPLE_VERSION}-{seed}-" + hashlib.sha1(
         repr((list(class_names), sorted(per_class.items()), odd_files)).encode()
     ).hexdigest()[:8]
@@ -149,7 +126,10 @@ def sample_folder(
     for sub_index, (sub, count) in enumerate(per_class.items()):
         for label, cls in enumerate(class_names):
             folder = tmp / sub / cls if sub else tmp / cls
-            _write_images(folder, label, len(class_names), count, rng)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                image = draw_sample(label, len(class_names), int(rng.integers(72, 129)), rng)
+                Image.fromarray(image).save(folder / f"{cls}.{i:04d}.jpg", quality=90)
             if odd_files and sub_index == 0 and label == 0:
                 _write_odd_files(folder, label, len(class_names), rng)
     (tmp / ".complete").write_text("ok\n")

@@ -1,9 +1,6 @@
-"""The setup cell every notebook opens with: versions, hardware, and short errors.
-
-`check()` prints what the notebook runs on, warns when versions differ from the
-pinned ones in requirements.txt, says whether a GPU was found (and what that means
-for the full profile), and makes the course's own errors show as one sentence
-instead of a stack trace.
+"""The setup cell every notebook opens with: `check()` prints versions and hardware, warns
+when versions differ from the pins in requirements.txt, and makes the course's own errors
+show as one sentence instead of a stack trace.
 """
 
 from __future__ import annotations
@@ -25,24 +22,17 @@ PINNED = ("tensorflow", "keras", "tensorflow-datasets", "plotnine", "pandas", "s
 def pinned_versions() -> dict[str, str]:
     """Exact pins from requirements.txt (empty when it is not beside the package)."""
     path = project_root() / "requirements.txt"
-    pins: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            match = re.match(r"^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^\s;#]+)", line)
-            if match:
-                pins[match.group(1).lower()] = match.group(2)
-    return pins
+    lines = path.read_text().splitlines() if path.exists() else []
+    matches = [re.match(r"^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^\s;#]+)", line) for line in lines]
+    return {match.group(1).lower(): match.group(2) for match in matches if match}
 
 
 def installed_version(package: str) -> str | None:
+    """The installed version of a package, or None."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
-
-
-def on_colab() -> bool:
-    return "google.colab" in sys.modules
 
 
 def _short_errors() -> None:
@@ -82,10 +72,9 @@ def check(profile: str | None = None) -> None:
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-
-    pins = pinned_versions()
-    lines = [f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}"]
-    differ = []
+    lines = [f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+             f"Keras {keras.__version__}"]
+    pins, differ = pinned_versions(), []
     for package in PINNED:
         have, want = installed_version(package), pins.get(package)
         if want and have and have != want:
@@ -98,9 +87,9 @@ def check(profile: str | None = None) -> None:
         lines.append(f"GPU: {len(gpus)} found; mixed precision and XLA are on by default, and "
                      "PROFILE = 'auto' runs the full profile.")
     else:
-        lines.append("No GPU found: PROFILE = 'auto' runs the laptop profile (the real data, sized for "
-                     "a CPU); 'smoke' runs offline in minutes; 'full' wants a GPU.")
-    if on_colab():
+        lines.append("No GPU found: PROFILE = 'auto' runs the laptop profile (the real data, sized "
+                     "for a CPU); 'smoke' runs offline in minutes; 'full' wants a GPU.")
+    if "google.colab" in sys.modules:
         lines.append("Running on Google Colab.")
     print("\n".join(lines))
     # fit on a tf.data pipeline warns that shuffle=True (its default) is ignored: the course's

@@ -1,7 +1,6 @@
-"""What `fit` needs around it: the device (precision policy, XLA, distribution strategy,
-determinism), and callbacks that log every epoch and resume an interrupted phase.
-
-The notebooks call `compile` and `fit` themselves; these are the chores around them.
+"""The chores around `fit` (the notebooks call `compile` and `fit` themselves): the device
+(precision policy, XLA, distribution strategy, determinism), and callbacks that time every
+phase and resume an interrupted one.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ class Device:
     deterministic: bool = False
 
     def describe(self) -> str:
+        """One line for the notebook to print."""
         return (
             f"{self.name}; mixed precision {'on' if self.mixed_precision else 'off'}, "
             f"XLA {'asked for' if self.xla else 'off'}, {self.strategy.num_replicas_in_sync} "
@@ -63,20 +63,17 @@ def precision_policy(mixed_precision: bool | None, has_gpu: bool) -> str:
 
 def distribution_strategy() -> tf.distribute.Strategy:
     """MirroredStrategy (data parallel) when several GPUs are visible, else the default one.
-
-    Across machines the course splits a rerun into shares (`python -m helpers.run --shard`):
-    Keras 3's `fit` under MultiWorkerMirroredStrategy fails upstream (keras-team/keras#20585)."""
+    (Across machines, `python -m helpers.run --shard` splits a rerun instead: Keras 3's `fit`
+    under MultiWorkerMirroredStrategy fails upstream, keras-team/keras#20585.)"""
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
 def configure_device(settings: Settings) -> Device:
-    """Set the precision policy and pick the distribution strategy. Call before building models.
-
-    On a CPU, TensorFlow's op determinism is switched on, so the same seed gives the same
-    metrics; Keras refuses XLA while it is on, so asking for XLA (XLA = True) switches it off.
-    On a GPU XLA is the default and determinism stays off (it would slow training)."""
+    """Set the precision policy and pick the distribution strategy; call before building models.
+    On a CPU, op determinism is on (the same seed gives the same metrics) unless XLA = True asks
+    for XLA, which Keras refuses with it. On a GPU, XLA is on and determinism off (it is slow)."""
     gpus = len(tf.config.list_physical_devices("GPU"))
     policy = precision_policy(settings.mixed_precision, bool(gpus))
     keras.mixed_precision.set_global_policy(policy)
@@ -100,10 +97,9 @@ class TrainingDiverged(CourseError):
 
 
 class Resume(keras.callbacks.Callback):
-    """Back the model up after every epoch into `folder`; a `fit` started again with the same
-    folder restores the weights and optimizer state and continues at the next epoch. A phase
-    that finished is restored whole and runs no epoch again (with early stopping: the weights
-    it ended with). Writes are atomic, so a kill at any moment leaves a usable backup."""
+    """Back the model up into `folder` after every epoch (atomically); a `fit` started again with
+    the same folder restores weights and optimizer state and continues at the next epoch. A
+    finished phase is restored whole (with early stopping: the weights it ended with)."""
 
     def __init__(self, folder: Path):
         super().__init__()
