@@ -1,9 +1,4 @@
-"""Shared helpers of the transfer-learning course.
-
-Data flows one way through the modules: config, data, models, finetune, train,
-evaluate, then results and plots. `experiment` runs one configuration through
-that chain, `run` executes the notebooks, `setup` checks the environment.
-"""
+"""Shared helpers of the transfer-learning course, one module per concern."""
 
 import os
 

@@ -1,8 +1,5 @@
-"""The backbone registry: every fact the course knows about a `keras.applications` base, in
-one place (the notebooks, the preflight check and the benchmarks all read it from here).
-
-Importing this module does not import Keras: settings are checked before any model is built.
-"""
+"""The backbone registry: every fact the course knows about a `keras.applications` base
+(importing it does not import Keras, so settings are checked before any model is built)."""
 
 from __future__ import annotations
 
@@ -13,7 +10,6 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Backbone:
     """One `keras.applications` base and what the course needs to know about it."""
-
     name: str  # the course's name, as in MODELS
     title: str  # how readers see it
     application: str  # the keras.applications constructor, e.g. "ResNet50"
@@ -23,13 +19,11 @@ class Backbone:
     paper_gflops_224: float  # forward GFLOPs per 224x224 image as published (2 per multiply-add)
     paper_source: str
     light: bool  # built for phones: the models notebook 07 ships
-    default_size: int = 224
     min_size: int = 32
 
     def constructor(self):
         """The `keras.applications` function that builds this base."""
         import keras
-
         return getattr(keras.applications, self.application)
 
     def block_of(self, layer_name: str) -> str | None:
@@ -67,7 +61,6 @@ BACKBONES: dict[str, Backbone] = {
 def get(name: str) -> Backbone:
     """A backbone by name; an unknown name is a `SettingsError` that lists the valid ones."""
     from helpers.config import SettingsError
-
     if name not in BACKBONES:
         raise SettingsError(f"Unknown model {name!r} in MODELS; choose from {', '.join(BACKBONES)}.")
     return BACKBONES[name]

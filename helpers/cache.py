@@ -1,6 +1,5 @@
-"""Compute once what does not change: while layers are frozen, in inference mode and fed
-unaugmented images, their outputs are the same in every epoch. `split` cuts a model into that
-frozen part and the part that trains; `outputs` runs the frozen part once over a split:
+"""Compute once what does not change: frozen layers in inference mode, fed unaugmented images,
+give the same outputs every epoch. `split` cuts them off; `outputs` runs them once over a split:
 
     frozen_part, trainable_part = cache.split(model)
     train_cut = cache.outputs(frozen_part, flowers.train, BATCH, folder=run.workdir)
@@ -28,9 +27,6 @@ class CannotSplit(CourseError):
     """A model whose frozen part cannot be computed once."""
 
 
-# -------------------------------------------------------------------------- split
-
-
 def _producer(tensor):
     """The graph node (one call of a layer) that made a symbolic tensor."""
     layer, index, _ = tensor._keras_history
@@ -56,12 +52,13 @@ def _nodes(outputs: list, stop: list = ()) -> list:
 
 
 def _trains(layer) -> bool:
-    return bool(layer.trainable_weights)
+    return bool(getattr(layer, "trainable_weights", None))  # Keras < 3.9 has plain ops (Cast)
 
 
 def _random(layer) -> bool:
     """Whether a layer (or one inside) draws random numbers when training (augmentation, dropout)."""
-    return any(getattr(inner, "_seed_generators", None) for inner in layer._flatten_layers())
+    inner_layers = layer._flatten_layers() if isinstance(layer, keras.layers.Layer) else []
+    return any(getattr(inner, "_seed_generators", None) for inner in inner_layers)
 
 
 def _is_input(node) -> bool:
@@ -88,21 +85,15 @@ def _single(tensors: list):
 
 
 def split(model: keras.Model) -> tuple[keras.Model, keras.Model]:
-    """(frozen_part, trainable_part) of a classifier built as raw pixels -> preprocessing ->
-    `InferenceMode(base)` -> head, where some of the base may be trainable.
-
-    frozen_part: the inputs -> every tensor a frozen layer passes to a trainable one (skip
-    connections too), or the pooled features when the whole base is frozen. trainable_part:
-    those tensors -> the rest of the base (in inference mode) -> the head; it shares its layers
-    with `model`, so fitting it trains `model`. `CannotSplit` when the frozen part would not be
-    constant (augmentation, or anything trainable, before the base)."""
+    """(frozen_part, trainable_part) of raw pixels -> preprocessing -> `InferenceMode(base)` ->
+    head: frozen_part gives every tensor a frozen layer passes to a trainable one; the
+    trainable_part shares its layers with `model`, so fitting it trains `model`."""
     outer = _nodes(model.outputs)
     wrappers = [n for n in outer if isinstance(n.operation, InferenceMode)]
     if len(wrappers) != 1:
-        raise CannotSplit(
-            f"{model.name} has {len(wrappers)} bases wrapped in helpers.models.InferenceMode; "
-            "split needs exactly one, with the layers before it frozen and the head after it."
-        )
+        raise CannotSplit(f"{model.name} has {len(wrappers)} bases wrapped in "
+                          "helpers.models.InferenceMode; split needs exactly one, with the layers "
+                          "before it frozen and the head after it.")
     wrapper = wrappers[0]
     base = wrapper.operation.inner
     (pixels,) = wrapper.input_tensors
@@ -110,22 +101,17 @@ def split(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     for node in _nodes([pixels]):
         layer = node.operation
         if _random(layer):
-            raise CannotSplit(
-                f"{model.name} augments its inputs ({layer.name}, before the base), so its "
-                "frozen layers see different images every epoch and their outputs cannot be "
-                "computed once; fine-tune it end to end."
-            )
+            raise CannotSplit(f"{model.name} augments its inputs ({layer.name}, before the base), "
+                              "so its frozen layers see different images every epoch and their "
+                              "outputs cannot be computed once; fine-tune it end to end.")
         if _trains(layer):
-            raise CannotSplit(
-                f"{layer.name} comes before the base and is trainable, so nothing after it is "
-                "constant; freeze it (layer.trainable = False) or fine-tune end to end."
-            )
+            raise CannotSplit(f"{layer.name} comes before the base and is trainable, so nothing "
+                              "after it is constant; freeze it (layer.trainable = False) or "
+                              "fine-tune end to end.")
     head = _nodes(model.outputs, stop=[features])
     if any(_is_input(node) for node in head):
-        raise CannotSplit(
-            f"{model.name} reads its inputs also other than through the base, so no part of "
-            "it can be computed once."
-        )
+        raise CannotSplit(f"{model.name} reads its inputs also other than through the base, so no "
+                          "part of it can be computed once.")
 
     name, policy = wrapper.operation.name, wrapper.operation.dtype_policy
     inner_cut = _cut(_nodes(base.outputs), set(), _trains)
@@ -155,9 +141,6 @@ def _inputs_like(tensors: list) -> list:
     return [keras.Input(t.shape[1:], dtype=t.dtype, name=_producer(t).operation.name) for t in tensors]
 
 
-# ------------------------------------------------------------------------ outputs
-
-
 def _call(model: keras.Model):
     """`model(x, training=False)` compiled once for any batch size, returning a list of outputs."""
     fn = getattr(model, "_course_cached_call", None)
@@ -179,10 +162,8 @@ def _structure(parts: list):
 
 def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64, *,
             folder: Path | None = None, memory_budget: float | None = None) -> tf.data.Dataset:
-    """Run `model` once over a split of (image, label) examples, in order: the unbatched
-    (outputs, label) examples (outputs a tuple when there are several, in the model's compute
-    precision). In memory when they fit in `memory_budget` bytes or no `folder` is given,
-    otherwise saved to `folder` and read back from disk."""
+    """The unbatched (outputs, label) examples of `model` run once over a split, in order: in
+    memory within `memory_budget` bytes or without `folder`, else saved to `folder`."""
     call = _call(model)
     count = data.count(examples)
     shapes = [tuple(t.shape[1:]) for t in model.outputs]

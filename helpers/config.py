@@ -1,9 +1,5 @@
-"""Profiles and settings: turn a notebook's parameters cell into one checked `Settings`.
-
-Every number a profile uses is written once, in `PROFILES`. `resolve` takes the parameters
-cell's values (typed in the notebook or passed by papermill), fills what is `None` from the
-profile and stops with one clear sentence when a value cannot work.
-"""
+"""Profiles and settings: `resolve` checks a notebook's parameters cell, fills what is `None`
+from its profile in `PROFILES`, and stops with one clear sentence when a value cannot work."""
 
 from __future__ import annotations
 
@@ -23,9 +19,6 @@ class CourseError(Exception):
 
 class SettingsError(CourseError, ValueError):
     """A parameter that cannot work."""
-
-
-# --------------------------------------------------------------------------- paths
 
 
 def project_root() -> Path:
@@ -61,8 +54,6 @@ def offline() -> bool:
     return os.environ.get("COURSE_OFFLINE", "") not in ("", "0", "false", "False")
 
 
-# ----------------------------------------------------------------------- strategies
-
 STRATEGY_HELP = (
     "'frozen', 'all', 'layers:N' (last N layers), 'blocks:N' (last N blocks) "
     "or 'from:N' (layer N onwards)"
@@ -84,13 +75,9 @@ def parse_strategy(strategy: str) -> tuple[str, int]:
     return text, 0
 
 
-# ------------------------------------------------------------------------ profiles
-
-
 @dataclass(frozen=True)
 class Profile:
     """The numbers of one notebook under one profile."""
-
     models: tuple[str, ...]
     epochs: dict[str, int]
     fine_tune_epochs: int
@@ -101,23 +88,15 @@ class Profile:
     strategies: tuple[str, ...] = ("frozen",)
 
 
-ARTICLE_STRATEGIES = (
-    "frozen",
-    "layers:5",
-    "layers:10",
-    "layers:40",
-    "blocks:2",
-    "blocks:4",
-    "blocks:10",
-)
+ARTICLE_STRATEGIES = ("frozen", "layers:5", "layers:10", "layers:40", "blocks:2", "blocks:4",
+                      "blocks:10")
 PROFILE_NAMES = ("full", "laptop", "smoke")
 _BOTH = ("resnet50", "mobilenet")
 _V2_EFF = ("mobilenet_v2", "efficientnetv2_b0")
 
 # full: the article's settings (bugs fixed), real data, ImageNet weights, meant for a GPU.
-# laptop: the real data and ImageNet weights, sized to about ten minutes per notebook on a
-#   four-core laptop CPU (measured by `make bench-laptop`): a seeded stratified subset
-#   (LIMIT images per split), fewer epochs, smaller images where the comparison survives.
+# laptop: real data and ImageNet weights, about ten minutes per notebook on a four-core CPU
+#   (`make bench-laptop`): LIMIT images per split, fewer epochs, smaller images.
 # smoke: offline, generated data, stand-in weights, small images, about two minutes.
 PROFILES: dict[str, dict[str, Profile]] = {
     "01_cifar10_resnet50_vs_mobilenet": {
@@ -166,29 +145,25 @@ NOTEBOOKS = tuple(PROFILES)
 SUMMARY_NOTEBOOK = "06_results_summary"
 READS_RECORDS = (SUMMARY_NOTEBOOK, "07_light_models_on_device")  # they train nothing
 
-# Constraints that belong to one notebook's procedure.
 IMAGE_SIZE_MULTIPLE = {"02_cifar10_resnet50_upsampling_finetune": 32}
 
 # Rough hours of the full profile per notebook: on one recent GPU, and on a two-core CPU.
-FULL_HOURS = {
-    "01_cifar10_resnet50_vs_mobilenet": (1.0, 60),
-    "02_cifar10_resnet50_upsampling_finetune": (2.0, 200),
-    "03_tf_flowers_unfreezing_strategies": (1.5, 90),
-    "04_animals_mobilenetv2_vs_efficientnetv2": (0.5, 20),
-    "05_cats_vs_dogs_feature_extraction": (0.1, 2),
-}
+FULL_HOURS = {"01_cifar10_resnet50_vs_mobilenet": (1.0, 60),
+              "02_cifar10_resnet50_upsampling_finetune": (2.0, 200),
+              "03_tf_flowers_unfreezing_strategies": (1.5, 90),
+              "04_animals_mobilenetv2_vs_efficientnetv2": (0.5, 20),
+              "05_cats_vs_dogs_feature_extraction": (0.1, 2)}
 
 
 def has_gpu() -> bool:
     """Whether TensorFlow sees a GPU."""
     import tensorflow as tf
-
     return bool(tf.config.list_physical_devices("GPU"))
 
 
 def choose_profile(profile: Any, notebook: str, limit: Any = None) -> str:
-    """The profile to run: "auto" is full with a GPU, laptop without. Full without a GPU stops
-    here, before hours of training, unless LIMIT makes it a dry run or $COURSE_FULL_ON_CPU=1."""
+    """The profile to run ("auto": full with a GPU, laptop without); full on a CPU stops unless
+    LIMIT is set or $COURSE_FULL_ON_CPU=1."""
     name = str(profile).strip().lower()
     if name == "auto":
         return "full" if has_gpu() else "laptop"
@@ -197,21 +172,16 @@ def choose_profile(profile: Any, notebook: str, limit: Any = None) -> str:
     hours = FULL_HOURS.get(notebook, (0, 0))[1]
     if (name == "full" and hours and limit is None and not has_gpu()
             and os.environ.get("COURSE_FULL_ON_CPU", "") in ("", "0")):
-        raise SettingsError(
-            f"PROFILE 'full' would train for about {hours:g} hours on this machine, which has no "
-            "GPU; use PROFILE = 'laptop' (the real data, about ten minutes) or 'smoke' (offline, "
-            "two minutes), or set COURSE_FULL_ON_CPU=1 to go ahead."
-        )
+        raise SettingsError(f"PROFILE 'full' would train for about {hours:g} hours on this "
+                            "machine, which has no GPU; use PROFILE = 'laptop' (the real data, "
+                            "about ten minutes) or 'smoke' (offline, two minutes), or set "
+                            "COURSE_FULL_ON_CPU=1 to go ahead.")
     return name
-
-
-# ------------------------------------------------------------------------ settings
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything a notebook run needs to know, checked."""
-
     notebook: str
     profile: str
     data_dir: Path | None
@@ -238,7 +208,6 @@ class Settings:
     def verbose(self) -> int:
         """`verbose=` for `fit`: a bar per epoch when watched, one line per epoch when headless."""
         from helpers.progress import keras_verbose
-
         return keras_verbose()
 
     @property
@@ -264,9 +233,6 @@ class Settings:
         if self.strategies != ("frozen",):
             lines.insert(4, f"strategies  {', '.join(self.strategies)}")
         return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------- parsing
 
 
 def _int(name: str, value: Any, minimum: int) -> int:
@@ -320,9 +286,8 @@ def _epochs(value: Any, models: tuple[str, ...], default: dict[str, int]) -> dic
     if isinstance(value, dict):
         unknown = sorted(set(value) - set(models))
         if unknown:
-            raise SettingsError(
-                f"EPOCHS names {', '.join(unknown)}, which is not in MODELS ({', '.join(models)})."
-            )
+            raise SettingsError(f"EPOCHS names {', '.join(unknown)}, which is not in MODELS "
+                                f"({', '.join(models)}).")
         merged = {m: default.get(m, 1) for m in models}
         merged.update({m: _int(f"EPOCHS[{m!r}]", v, 1) for m, v in value.items()})
         return merged
@@ -330,47 +295,26 @@ def _epochs(value: Any, models: tuple[str, ...], default: dict[str, int]) -> dic
     return {m: epochs for m in models}
 
 
-def resolve(
-    notebook: str,
-    *,
-    profile: str = "auto",
-    data_dir: Any = None,
-    weights: Any = None,
-    epochs: Any = None,
-    fine_tune_epochs: Any = None,
-    batch_size: Any = None,
-    image_size: Any = None,
-    models: Any = None,
-    limit: Any = None,
-    seed: Any = 42,
-    results_dir: Any = None,
-    strategies: Any = None,
-    redo: Any = False,
-    mixed_precision: Any = None,
-    xla: Any = None,
-    save_models: Any = None,
-) -> Settings:
+def resolve(notebook: str, *, profile: str = "auto", data_dir: Any = None, weights: Any = None,
+            epochs: Any = None, fine_tune_epochs: Any = None, batch_size: Any = None,
+            image_size: Any = None, models: Any = None, limit: Any = None, seed: Any = 42,
+            results_dir: Any = None, strategies: Any = None, redo: Any = False,
+            mixed_precision: Any = None, xla: Any = None, save_models: Any = None) -> Settings:
     """Check the parameters cell's values and fill the rest from the profile."""
     if notebook not in PROFILES:
         raise SettingsError(f"Unknown notebook {notebook!r}; expected one of {', '.join(NOTEBOOKS)}.")
     profile = choose_profile(profile, notebook, limit)
     defaults = PROFILES[notebook][profile]
-
     chosen = defaults.models if models is None else names("MODELS", models)
-
     size = defaults.image_size if image_size is None else _int("IMAGE_SIZE", image_size, 1)
     for spec in map(backbones.get, chosen):
         if size < spec.min_size:
-            raise SettingsError(
-                f"IMAGE_SIZE {size} is below {spec.title}'s minimum of {spec.min_size}; "
-                f"use {spec.min_size} or more."
-            )
+            raise SettingsError(f"IMAGE_SIZE {size} is below {spec.title}'s minimum of "
+                                f"{spec.min_size}; use {spec.min_size} or more.")
     multiple = IMAGE_SIZE_MULTIPLE.get(notebook)
     if multiple and size % multiple:
-        raise SettingsError(
-            f"IMAGE_SIZE must be a multiple of {multiple} here (the images are upsampled "
-            f"by a whole factor), got {size}."
-        )
+        raise SettingsError(f"IMAGE_SIZE must be a multiple of {multiple} here (the images are "
+                            f"upsampled by a whole factor), got {size}.")
 
     chosen_strategies = defaults.strategies if strategies is None else names("STRATEGIES", strategies)
     for strategy in chosen_strategies:
@@ -380,18 +324,16 @@ def resolve(
     if data_dir is not None and str(data_dir).strip():
         path = Path(str(data_dir)).expanduser()
         if not path.is_dir():
-            raise SettingsError(
-                f"DATA_DIR {str(path)!r} is not a folder; point it at the data set "
-                f"(layouts in data/README.md) or set DATA_DIR = None for the default source."
-            )
+            raise SettingsError(f"DATA_DIR {str(path)!r} is not a folder; point it at the data set "
+                                "(layouts in data/README.md) or set DATA_DIR = None for the "
+                                "default source.")
 
     weights = defaults.weights if weights is None else str(weights)
     if weights in ("none", "None"):
         weights = None
     elif weights not in (None, "imagenet", "standin") and not Path(weights).expanduser().is_file():
-        raise SettingsError(
-            f"WEIGHTS must be 'imagenet', 'standin', None or a weights file, got {weights!r}."
-        )
+        raise SettingsError("WEIGHTS must be 'imagenet', 'standin', None or a weights file, got "
+                            f"{weights!r}.")
 
     if results_dir is None:
         # The summary reads every profile's records; the others write to their profile's folder.

@@ -1,11 +1,5 @@
-"""Data sets: real sources, seeded splits and `tf.data` pipelines.
-
-Every loader returns an `ImageData`: three unbatched, ordered splits of (uint8 image, int label)
-examples and what was learned on the way (class names, counts, the layout found, skipped files,
-a fingerprint of the split membership). `batches` turns a split into what `model.fit` reads.
-Image folders are scanned once by `helpers.folders` (its docstring has the rules); every split
-is seeded and stratified.
-"""
+"""Data sets: real sources, seeded and stratified splits, and `tf.data` pipelines. Every loader
+returns an `ImageData` of three ordered splits; `batches` turns one into what `fit` reads."""
 
 from __future__ import annotations
 
@@ -48,19 +42,16 @@ CATS_DOGS_TFDS_URL = (
 )
 ARTICLE_CATS_DOGS = (4000, 1000)  # per class: the article's 8,000 training, 2,000 validation images
 
-# ---------------------------------------------------------------------- container
-
 
 @dataclass
 class ImageData:
     """Three ordered splits of (uint8 image, int32 label) examples, and what is known of them."""
-
     name: str
     train: tf.data.Dataset
     val: tf.data.Dataset
     test: tf.data.Dataset
     class_names: list[str]
-    counts: dict[str, np.ndarray]  # split -> images per class
+    counts: dict[str, np.ndarray]  # images per class, per split
     source: str
     image_size: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -79,7 +70,6 @@ class ImageData:
     def summary(self):
         """Images per class and split, as a pandas DataFrame."""
         import pandas as pd
-
         table = pd.DataFrame(self.counts, index=self.class_names)
         table.loc["total"] = table.sum()
         return table
@@ -100,10 +90,9 @@ class ImageData:
         ]
         ratio = self.imbalance()
         if ratio > 1.5:
-            lines.append(
-                f"class imbalance: the largest training class is {ratio:.1f}x the smallest; "
-                "accuracy alone can flatter a model here, read the per-class report."
-            )
+            lines.append(f"class imbalance: the largest training class is {ratio:.1f}x the "
+                         "smallest; accuracy alone can flatter a model here, read the per-class "
+                         "report.")
         if self.converted:
             lines.append(f"converted {self.converted} images to RGB (grayscale, CMYK, 16-bit, ...)")
         if self.skipped:
@@ -115,24 +104,23 @@ class ImageData:
 
 
 def _image_data(name: str, splits: dict[str, tuple[tf.data.Dataset, np.ndarray]],
-                class_names: Sequence[str], **info) -> ImageData:
-    """An `ImageData` from each split's (examples, labels); `info` gives the other fields."""
-    return ImageData(
-        name=name,
-        **{split: examples for split, (examples, _) in splits.items()},
+                class_names: Sequence[str], batch_size: int | None = None, **info) -> ImageData:
+    """An `ImageData` from each split's (examples, labels), BATCH_SIZE checked when given."""
+    data = ImageData(
+        name=name, **{split: examples for split, (examples, _) in splits.items()},
         class_names=list(class_names),
         counts={split: np.bincount(np.asarray(labels, int), minlength=len(class_names))
                 for split, (_, labels) in splits.items()},
         **info,
     )
+    if batch_size is not None and batch_size > data.size("train"):
+        raise SettingsError(f"BATCH_SIZE {batch_size} is larger than the {data.size('train')} "
+                            f"training images; use {data.size('train')} or fewer, or raise LIMIT.")
+    return data
 
 
-# ---------------------------------------------------------------------- pipelines
-
-
-# The epoch being trained: each epoch's shuffle order depends on the seed and this number only,
-# so a run resumed at epoch k sees the same orders as one that never stopped (train.Resume sets
-# it at the start of every epoch; otherwise it counts the passes itself).
+# Each epoch's shuffle order depends on the seed and this number only, so a resumed run sees the
+# same orders (train.Resume sets it at every epoch's start; otherwise it counts the passes).
 _EPOCH = tf.Variable(0, dtype=tf.int64, trainable=False)
 
 
@@ -143,8 +131,7 @@ def set_epoch(epoch: int) -> None:
 
 def batches(examples: tf.data.Dataset, batch_size: int, *,
             shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Batch a split for Keras (uint8 images become float32 pixels, cached outputs keep their
-    dtype); reshuffle every epoch, seeded, only when a seed is given."""
+    """Batch a split for Keras (uint8 images to float32), reshuffled per epoch given a seed."""
     ds = examples
     if shuffle_seed is not None:
         count = int(examples.cardinality())
@@ -158,10 +145,8 @@ def batches(examples: tf.data.Dataset, batch_size: int, *,
         ds = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(epoch_order)
         if count > 0:  # so Keras knows the steps per epoch
             ds = ds.apply(tf.data.experimental.assert_cardinality(count))
-    ds = ds.batch(batch_size)
-    # a cheap cast, done in order: a parallel map after the stateful epoch counter makes
-    # TensorFlow log a spurious error about a graph rewrite when op determinism is on
-    ds = ds.map(lambda x, y: (tf.nest.map_structure(
+    # not parallel: after the stateful epoch counter that logs a spurious error under determinism
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.nest.map_structure(
         lambda t: tf.cast(t, tf.float32) if t.dtype == tf.uint8 else t, x), y))
     return ds.prefetch(AUTOTUNE)
 
@@ -189,8 +174,7 @@ def _decode_resize(data: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def _decoded(encoded: tf.data.Dataset, image_size: int, count: int) -> tf.data.Dataset:
-    """(encoded image, label) pairs decoded and resized in parallel, in order, cached in memory
-    when they fit."""
+    """(encoded image, label) pairs decoded in parallel, in order, cached in memory if they fit."""
     ds = encoded.map(lambda data, y: (_decode_resize(data, image_size), tf.cast(y, tf.int32)),
                      num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.cache() if _fits_in_memory(count, image_size) else ds
@@ -216,15 +200,10 @@ def take_images(examples: tf.data.Dataset, count: int) -> tuple[np.ndarray, np.n
     return np.stack([image for image, _ in pairs]), np.asarray([label for _, label in pairs])
 
 
-# ------------------------------------------------------------------------- splits
-
-
 def stratified_split(labels: np.ndarray, fractions: Sequence[float] | None, seed: int,
                      per_class: Sequence[int] | None = None) -> list[np.ndarray]:
-    """Split indices per class with a seeded shuffle, by `fractions`; or, with `per_class`,
-    exactly per_class[k] images of every class for part k (fewer when a class runs out, the
-    rest unused). Every class lands in every split it can, and each split is ordered
-    round-robin over classes (so a LIMIT stays balanced)."""
+    """Seeded per-class split of indices by `fractions`, or `per_class[k]` images per class for
+    part k; each part is ordered round-robin over classes (so a LIMIT stays balanced)."""
     labels = np.asarray(labels).reshape(-1)
     rng = np.random.default_rng(seed)
     sizes_given = fractions if per_class is None else per_class
@@ -270,8 +249,7 @@ def fingerprint(*members: Sequence) -> str:
 
 
 def check_classes(data: ImageData, expected: Sequence[str]) -> str:
-    """One sentence comparing the classes found with those of the article's data set (other
-    classes are fine for your own images: nothing stops)."""
+    """One sentence comparing the classes found with those of the article's data set."""
     found = ", ".join(data.class_names)
     if sorted(c.lower() for c in data.class_names) == sorted(c.lower() for c in expected):
         return f"{data.num_classes} classes, as in the article's data set: {found}."
@@ -282,25 +260,11 @@ def check_classes(data: ImageData, expected: Sequence[str]) -> str:
     )
 
 
-def check_batch_size(data: ImageData, batch_size: int) -> None:
-    """Stop with one sentence when a batch would be larger than the training set."""
-    n = data.size("train")
-    if batch_size > n:
-        raise SettingsError(
-            f"BATCH_SIZE {batch_size} is larger than the {n} training images; "
-            f"use {n} or fewer, or raise LIMIT."
-        )
-
-
 def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, dict[str, float]],
                   settings: Settings, source: str, layout: str) -> ImageData:
-    """The three splits of scanned folders (LIMIT applied, BATCH_SIZE checked).
-
-    `scans` and `fractions` are keyed by each folder's path below the data set's root ("" for
-    the root itself); `fractions` gives the share of that folder each split takes, e.g.
-    {"": {"train": .8, "val": .1, "test": .1}} for one folder, or
-    {"train": {"train": 1}, "validation": {"val": .8, "test": .2}} for the article's tree.
-    """
+    """The three splits of scanned folders (LIMIT applied, BATCH_SIZE checked). `scans` and
+    `fractions` are keyed by folder below the root ("" for the root); `fractions` gives each
+    split's share of that folder, e.g. {"train": {"train": 1}, "validation": {"val": .8, ...}}."""
     class_names = None
     picked: dict[str, tuple[list[str], np.ndarray, list[str]]] = {}
     skipped: list[tuple[str, str]] = []
@@ -308,10 +272,8 @@ def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, 
         if class_names is None:
             class_names = scan.class_names
         elif scan.class_names != class_names:
-            raise DataError(
-                f"{scan.root} has classes {scan.class_names}, but {class_names} were found "
-                "beside it; every split needs the same class folders."
-            )
+            raise DataError(f"{scan.root} has classes {scan.class_names}, but {class_names} were "
+                            "found beside it; every split needs the same class folders.")
         skipped += [(f"{folder}/{path}" if folder else path, why) for path, why in scan.skipped]
         targets = fractions[folder]
         parts = stratified_split(scan.labels, list(targets.values()), settings.seed)
@@ -326,19 +288,14 @@ def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, 
     for split in SPLITS:
         if split not in picked or len(picked[split][0]) == 0:
             raise DataError(f"The {split} split of {name} came out empty; add images per class.")
-    data = _image_data(
+    return _image_data(
         name,
         {s: (examples_from_files(*picked[s][:2], settings.image_size), picked[s][1])
          for s in SPLITS},
-        class_names, source=source, image_size=settings.image_size, skipped=skipped,
-        converted=sum(scan.converted for scan in scans.values()),
+        class_names, settings.batch_size, source=source, image_size=settings.image_size,
+        skipped=skipped, converted=sum(scan.converted for scan in scans.values()),
         fingerprint=fingerprint(*(picked[s][2] for s in SPLITS)), layout=layout,
     )
-    check_batch_size(data, settings.batch_size)
-    return data
-
-
-# --------------------------------------------------------------------- downloads
 
 
 def can_download(url: str, timeout: float = 3.0) -> bool:
@@ -358,21 +315,15 @@ def default_data_root() -> Path:
     return project_root() / "data"
 
 
-# ------------------------------------------------------------- tensorflow_datasets
-
-
 def _tfds_builder(name: str):
     import tensorflow_datasets as tfds
-
-    # $TFDS_DATA_DIR is read here, not only when tensorflow_datasets was imported
-    return tfds.builder(name, data_dir=os.environ.get("TFDS_DATA_DIR"))
+    return tfds.builder(name, data_dir=os.environ.get("TFDS_DATA_DIR"))  # read now, not at import
 
 
 def _tfds_examples(builder, url: str, missing: str) -> tuple[tf.data.Dataset, np.ndarray]:
-    """The one 'train' split of a tfds image data set, undecoded, and its labels; prepared
-    first (downloading from `url`) when needed, else DataError(`missing`)."""
+    """A tfds data set's 'train' split, undecoded, and its labels; prepared (downloaded from
+    `url`) when needed, else DataError(`missing`)."""
     import tensorflow_datasets as tfds
-
     if not builder.is_prepared():
         if not can_download(url):
             raise DataError(missing)
@@ -386,9 +337,8 @@ def _tfds_examples(builder, url: str, missing: str) -> tuple[tf.data.Dataset, np
 def _tfds_image_data(name: str, builder, raw: tf.data.Dataset, labels: np.ndarray,
                      parts: Sequence[np.ndarray], settings: Settings, layout: str,
                      class_names: Sequence[str] | None = None) -> ImageData:
-    """Train, validation and test splits of a tfds data set by example index (LIMIT applied,
-    BATCH_SIZE checked); within a split, examples keep tfds's own fixed order and are decoded
-    like folder files."""
+    """Train, validation and test splits of a tfds data set by example index, in tfds's order
+    (LIMIT applied, BATCH_SIZE checked)."""
     parts = [np.sort(_limit(p, settings.limit)) for p in parts]
     indexed = raw.enumerate()
 
@@ -397,18 +347,11 @@ def _tfds_image_data(name: str, builder, raw: tf.data.Dataset, labels: np.ndarra
         picked = indexed.filter(lambda i, example: tf.gather(table, i)).map(lambda i, ex: ex)
         return _decoded(picked, settings.image_size, len(indices))
 
-    data = _image_data(
-        name, {s: (subset(p), labels[p]) for s, p in zip(SPLITS, parts)},
-        class_names or builder.info.features["label"].names,
-        source=f"tensorflow_datasets {builder.name} ({builder.data_dir})",
-        image_size=settings.image_size, fingerprint=fingerprint(*(p.tolist() for p in parts)),
-        layout=layout,
-    )
-    check_batch_size(data, settings.batch_size)
-    return data
-
-
-# ---------------------------------------------------------------- cats vs dogs
+    return _image_data(name, {s: (subset(p), labels[p]) for s, p in zip(SPLITS, parts)},
+                       class_names or builder.info.features["label"].names, settings.batch_size,
+                       source=f"tensorflow_datasets {builder.name} ({builder.data_dir})",
+                       image_size=settings.image_size,
+                       fingerprint=fingerprint(*(p.tolist() for p in parts)), layout=layout)
 
 
 def _cats_dogs_root(base: Path) -> Path | None:
@@ -420,20 +363,15 @@ def _cats_dogs_root(base: Path) -> Path | None:
 
 def load_cats_vs_dogs(settings: Settings, test_fraction: float = 0.2,
                       per_class: Sequence[int] = ARTICLE_CATS_DOGS) -> ImageData:
-    """Cats vs dogs: a `train/` + `validation/` tree, or tensorflow_datasets' cats_vs_dogs cut
-    to `per_class` (training, validation) images per class. The test set is carved from
-    validation with a seeded split, so no image is in both.
-
-    Sources: DATA_DIR; on the smoke profile, generated images; otherwise tfds cats_vs_dogs
-    when prepared here, a tree in data/, a tfds download, then the public
-    cats_and_dogs_filtered.zip (2,000 / 1,000 images: the fallback)."""
+    """Cats vs dogs: a `train/` + `validation/` tree, or tfds cats_vs_dogs cut to `per_class`
+    images per class; the test set is carved from validation. Sources: DATA_DIR, generated
+    (smoke), tfds prepared, data/, a tfds download, then cats_and_dogs_filtered.zip."""
     if settings.data_dir is not None:
         root = _cats_dogs_root(settings.data_dir)
         if root is None:
-            raise DataError(
-                f"{settings.data_dir} has no train/ and validation/ folders; expected "
-                "train/cats, train/dogs, validation/cats, validation/dogs (see data/README.md)."
-            )
+            raise DataError(f"{settings.data_dir} has no train/ and validation/ folders; expected "
+                            "train/cats, train/dogs, validation/cats, validation/dogs (see "
+                            "data/README.md).")
         source = str(root)
     elif settings.profile == "smoke":
         root = sample_folder("cats_vs_dogs", CATS_DOGS_CLASSES, {"train": 200, "validation": 100})
@@ -492,19 +430,13 @@ def _download_cats_dogs(tfds_dir: str) -> Path:
     if not can_download(CATS_DOGS_URL):
         raise DataError(_cats_dogs_missing(tfds_dir))
     import keras
-
     target.mkdir(parents=True, exist_ok=True)
-    path = keras.utils.get_file(
-        "cats_and_dogs_filtered.zip", origin=CATS_DOGS_URL, extract=True, cache_dir=str(target),
-        cache_subdir="",
-    )
+    path = keras.utils.get_file("cats_and_dogs_filtered.zip", origin=CATS_DOGS_URL, extract=True,
+                                cache_dir=str(target), cache_subdir="")
     root = _cats_dogs_root(Path(path)) or _cats_dogs_root(target)
     if root is None:
         raise DataError(f"The download from {CATS_DOGS_URL} did not contain train/ and validation/.")
     return root
-
-
-# -------------------------------------------------------------------- tf_flowers
 
 
 def _flowers_folder(base: Path) -> Path | None:
@@ -515,15 +447,13 @@ def _flowers_folder(base: Path) -> Path | None:
 
 
 def load_tf_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
-    """tf_flowers (3,670 photos, 5 classes) split 80/10/10 with a seeded, stratified split:
-    from a `flower_photos/` folder, or through tensorflow_datasets."""
+    """tf_flowers (3,670 photos, 5 classes) from `flower_photos/` or tfds, split 80/10/10."""
     if settings.data_dir is not None:
         folder = _flowers_folder(settings.data_dir)
         if folder is None:
-            raise DataError(
-                f"{settings.data_dir} has no flower_photos/ folder with the subfolders "
-                f"{', '.join(FLOWER_CLASSES)}; extract {FLOWERS_URL} there (see data/README.md)."
-            )
+            raise DataError(f"{settings.data_dir} has no flower_photos/ folder with the subfolders "
+                            f"{', '.join(FLOWER_CLASSES)}; extract {FLOWERS_URL} there (see "
+                            "data/README.md).")
         source = str(folder)
     elif settings.profile == "smoke":
         folder = sample_folder("flower_photos", FLOWER_CLASSES, {"": 70})
@@ -533,11 +463,9 @@ def load_tf_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
         if folder is None:
             return load_tfds_flowers(settings, fractions)
         source = str(folder)
-    return folder_splits(
-        "tf_flowers", {"": scan_folder(folder, FLOWER_CLASSES)},
-        {"": dict(zip(SPLITS, fractions))}, settings, source,
-        "one folder per class, " + _split_text(fractions, settings.seed),
-    )
+    return folder_splits("tf_flowers", {"": scan_folder(folder, FLOWER_CLASSES)},
+                         {"": dict(zip(SPLITS, fractions))}, settings, source,
+                         "one folder per class, " + _split_text(fractions, settings.seed))
 
 
 def load_tfds_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
@@ -554,8 +482,6 @@ def load_tfds_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageDat
     return _tfds_image_data("tf_flowers", builder, raw, labels, parts, settings, layout)
 
 
-# ----------------------------------------------------------------------- animals
-
 SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
                  "test": ("test", "testing")}
 ANIMALS_LAYOUT = (
@@ -565,8 +491,7 @@ ANIMALS_LAYOUT = (
 
 
 def _presplit(root: Path) -> dict[str, Path]:
-    """The split folders of a pre-split tree, named in any case: train/ and test/, and val/
-    (or valid/, validation/) when there is one; {} when `root` is not pre-split."""
+    """The split folders (any case) of a tree with train/ and test/; {} unless it has both."""
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     found = {}
     for split, names in SPLIT_FOLDERS.items():
@@ -578,9 +503,8 @@ def _presplit(root: Path) -> dict[str, Path]:
 
 def load_image_folder(settings: Settings, name: str, root: Path, source: str | None = None,
                       fractions=(0.8, 0.1, 0.1)) -> ImageData:
-    """A class-per-subfolder folder: pre-split (train/, val/, test/ in any case, used as they
-    are; with no validation folder, `fractions[1]` of train/ is carved out for it), or one
-    folder that is split with the seed."""
+    """A class-per-subfolder folder, pre-split (without val/, `fractions[1]` of train/ is
+    carved out) or split with the seed."""
     root = Path(root)
     splits = _presplit(root)
     if splits:
@@ -600,9 +524,7 @@ def load_image_folder(settings: Settings, name: str, root: Path, source: str | N
 
 
 def load_animals(settings: Settings, kaggle_dataset: str | None = None) -> ImageData:
-    """The 5-class animal folder of notebook 04's article: DATA_DIR, data/animals/, or a Kaggle
-    download when a dataset id is given and Kaggle credentials exist. Any other set of
-    classes works too; `check_classes(data, ANIMAL_CLASSES)` says how it compares."""
+    """Notebook 04's animal folder (any classes): DATA_DIR, data/animals/ or a Kaggle download."""
     local = default_data_root() / "animals"
     source = None
     if settings.data_dir is not None:
@@ -615,29 +537,25 @@ def load_animals(settings: Settings, kaggle_dataset: str | None = None) -> Image
     elif kaggle_dataset:
         root = download_kaggle(kaggle_dataset)
     else:
-        raise DataError(
-            f"No animal images found: put them in {local} ({ANIMALS_LAYOUT}), set DATA_DIR to "
-            "such a folder, or set KAGGLE_DATASET to a Kaggle dataset id (with Kaggle credentials)."
-        )
+        raise DataError(f"No animal images found: put them in {local} ({ANIMALS_LAYOUT}), set "
+                        "DATA_DIR to such a folder, or set KAGGLE_DATASET to a Kaggle dataset id "
+                        "(with Kaggle credentials).")
     return load_image_folder(settings, "animals", root, source)
 
 
 def download_kaggle(dataset: str) -> Path:
-    """Download a Kaggle dataset with kagglehub; clear messages when that cannot happen."""
+    """Download a Kaggle dataset with kagglehub (one sentence when that cannot happen)."""
     home = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
     has_credentials = (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")) or any(
         p.is_file() for p in (home / "kaggle.json", Path.home() / ".config/kaggle/kaggle.json"))
     if not has_credentials:  # looked for, never read or printed
-        raise DataError(
-            f"Downloading {dataset!r} from Kaggle needs credentials: set KAGGLE_USERNAME and "
-            "KAGGLE_KEY, or put kaggle.json in ~/.kaggle/; or download it yourself into "
-            "data/animals/."
-        )
+        raise DataError(f"Downloading {dataset!r} from Kaggle needs credentials: set "
+                        "KAGGLE_USERNAME and KAGGLE_KEY, or put kaggle.json in ~/.kaggle/; or "
+                        "download it yourself into data/animals/.")
     if not can_download("https://www.kaggle.com"):
-        raise DataError(
-            f"www.kaggle.com cannot be reached to download {dataset!r}; download it elsewhere "
-            f"and put it in {default_data_root() / 'animals'} ({ANIMALS_LAYOUT})."
-        )
+        raise DataError(f"www.kaggle.com cannot be reached to download {dataset!r}; download it "
+                        f"elsewhere and put it in {default_data_root() / 'animals'} "
+                        f"({ANIMALS_LAYOUT}).")
     try:
         import kagglehub
     except ImportError as error:
@@ -649,9 +567,6 @@ def download_kaggle(dataset: str) -> Path:
         if len(subfolders) != 1 or _presplit(path):
             return path
         path = subfolders[0]
-
-
-# ---------------------------------------------------------------------- CIFAR-10
 
 
 def _read_cifar_batch(handle) -> tuple[np.ndarray, np.ndarray]:
@@ -676,9 +591,8 @@ def read_cifar10(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.nd
                     parts[Path(member.name).name] = _read_cifar_batch(archive.extractfile(member))
         missing = [n for n in names if n not in parts]
         if missing:
-            raise DataError(
-                f"{path} does not hold the CIFAR-10 batch {missing[0]}; is it the python version?"
-            )
+            raise DataError(f"{path} does not hold the CIFAR-10 batch {missing[0]}; is it the "
+                            "python version?")
     train = [parts[n] for n in names[:5]]
     x_train, y_train = np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])
     return (x_train, y_train), parts["test_batch"]
@@ -707,58 +621,51 @@ def load_cifar10_arrays(settings: Settings):
     if settings.data_dir is not None:
         found = find_cifar10(settings.data_dir)
         if found is None:
-            raise DataError(
-                f"{settings.data_dir} holds neither cifar-10-batches-py/ nor "
-                f"cifar-10-python.tar.gz; download {CIFAR10_URL} into it."
-            )
+            raise DataError(f"{settings.data_dir} holds neither cifar-10-batches-py/ nor "
+                            f"cifar-10-python.tar.gz; download {CIFAR10_URL} into it.")
         return (*read_cifar10(found), str(found))
     if settings.profile == "smoke":
         # Same shapes and palette as the stand-in weights' source task, paired differently.
         x, y = sample_arrays(1500, 10, 32, seed=7, colour_shift=3)
-        return (x[:1200], y[:1200]), (x[1200:], y[1200:]), (
-            "generated sample data (10 classes of coloured shapes at 32x32)"
-        )
+        source = "generated sample data (10 classes of coloured shapes at 32x32)"
+        return (x[:1200], y[:1200]), (x[1200:], y[1200:]), source
     found = find_cifar10(None)
     if found is not None:
         return (*read_cifar10(found), str(found))
     if not can_download(CIFAR10_URL):
-        raise DataError(
-            f"CIFAR-10 is not on this machine and {CIFAR10_URL} cannot be reached; put "
-            f"cifar-10-python.tar.gz (or the extracted cifar-10-batches-py/) into "
-            f"{default_data_root()}/ or {_keras_home() / 'datasets'}/, where Keras caches it."
-        )
+        raise DataError(f"CIFAR-10 is not on this machine and {CIFAR10_URL} cannot be reached; put "
+                        "cifar-10-python.tar.gz (or the extracted cifar-10-batches-py/) into "
+                        f"{default_data_root()}/ or {_keras_home() / 'datasets'}/, where Keras "
+                        "caches it.")
     import keras
-
     (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     return (x_train, y_train.reshape(-1)), (x_test, y_test.reshape(-1)), "keras.datasets.cifar10"
 
 
 def image_data_from_arrays(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]],
                            class_names: Sequence[str], source: str, fingerprint: str = "",
-                           layout: str = "") -> ImageData:
+                           layout: str = "", batch_size: int | None = None) -> ImageData:
     """A data set held in memory: (uint8 images, integer labels) for "train", "val" and "test"."""
     parts = {k: (x, np.asarray(y, np.int32).reshape(-1)) for k, (x, y) in splits.items()}
     return _image_data(name, {k: (examples_from_arrays(x, y), y) for k, (x, y) in parts.items()},
-                       class_names, source=source, image_size=int(parts["train"][0].shape[1]),
-                       fingerprint=fingerprint, layout=layout)
+                       class_names, batch_size, source=source,
+                       image_size=int(parts["train"][0].shape[1]), fingerprint=fingerprint,
+                       layout=layout)
 
 
 def load_cifar10(settings: Settings, val_fraction: float) -> ImageData:
-    """CIFAR-10 at 32x32: the official test set, and `val_fraction` of the training set
-    held out for validation with a seeded, stratified split."""
+    """CIFAR-10 at 32x32: the official test set, `val_fraction` of training held out."""
     (x_train, y_train), (x_test, y_test), source = load_cifar10_arrays(settings)
     y_train, y_test = y_train.reshape(-1), y_test.reshape(-1)
     train_idx, val_idx = stratified_split(y_train, (1 - val_fraction, val_fraction), settings.seed)
     train_idx, val_idx = _limit(train_idx, settings.limit), _limit(val_idx, settings.limit)
     test_idx = _limit(stratified_split(y_test, (1.0,), settings.seed)[0], settings.limit)
-    data = image_data_from_arrays(
+    return image_data_from_arrays(
         "CIFAR-10",
         {"train": (x_train[train_idx], y_train[train_idx]),
          "val": (x_train[val_idx], y_train[val_idx]), "test": (x_test[test_idx], y_test[test_idx])},
         CIFAR10_CLASSES, source,
         fingerprint=fingerprint(train_idx.tolist(), val_idx.tolist(), test_idx.tolist()),
         layout=f"the official test set; {val_fraction:.0%} of the training set held out for "
-        f"validation (stratified, seed {settings.seed})",
+        f"validation (stratified, seed {settings.seed})", batch_size=settings.batch_size,
     )
-    check_batch_size(data, settings.batch_size)
-    return data

@@ -1,9 +1,5 @@
-"""Honest evaluation: test metrics from one pass over the test set, confusion matrices and
-per-class reports with scikit-learn, batch-1 latency and batched throughput.
-
-Latency is the median of many direct calls of a compiled inference function at batch size 1,
-after warm-up, so it measures the model rather than Python and `predict` overhead.
-"""
+"""Evaluation: metrics from one pass over a split, confusion matrices and per-class reports,
+batch-1 latency (the median of direct calls of a compiled function) and batched throughput."""
 
 from __future__ import annotations
 
@@ -40,7 +36,6 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 @dataclass
 class Predictions:
     """Labels and logits of one split."""
-
     y_true: np.ndarray
     logits: np.ndarray
 
@@ -74,24 +69,24 @@ class Predictions:
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return float(-np.mean(log_probs[np.arange(len(z)), self.y_true]))
 
-    def metrics(self) -> dict[str, float]:
-        return {"accuracy": self.accuracy, "loss": self.loss}
+
+def predict_with(call: Callable, examples: tf.data.Dataset, batch_size: int) -> Predictions:
+    """Labels and the logits `call` gives for each batch of a split, in its (fixed) order."""
+    labels, logits = [], []
+    for images, y in data_module.batches(examples, batch_size):
+        logits.append(np.asarray(call(images), dtype=np.float32))
+        labels.append(y.numpy())
+    return Predictions(np.concatenate(labels).astype(int), np.concatenate(logits))
 
 
 def predict(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64) -> Predictions:
     """Logits and labels of a split, in its (fixed) order."""
-    infer = inference_function(model)
-    labels, logits = [], []
-    for images, y in data_module.batches(examples, batch_size):
-        logits.append(np.asarray(infer(images), dtype=np.float32))
-        labels.append(y.numpy())
-    return Predictions(np.concatenate(labels).astype(int), np.concatenate(logits))
+    return predict_with(inference_function(model), examples, batch_size)
 
 
 def confusion(predictions: Predictions, num_classes: int) -> np.ndarray:
     """Confusion matrix of counts (rows: true class)."""
     from sklearn.metrics import confusion_matrix
-
     return confusion_matrix(predictions.y_true, predictions.y_pred, labels=list(range(num_classes)))
 
 
@@ -99,12 +94,10 @@ def per_class_report(predictions: Predictions, class_names: list[str]):
     """Precision, recall, F1 and support per class, as a DataFrame."""
     import pandas as pd
     from sklearn.metrics import classification_report
-
-    report = classification_report(
-        predictions.y_true, predictions.y_pred, labels=list(range(len(class_names))),
-        target_names=class_names, output_dict=True, zero_division=0,
-    )
-    report.pop("accuracy", None)  # a single number, not a row of per-class figures
+    report = classification_report(predictions.y_true, predictions.y_pred,
+                                   labels=list(range(len(class_names))), target_names=class_names,
+                                   output_dict=True, zero_division=0)
+    report.pop("accuracy", None)  # not a per-class row
     table = pd.DataFrame(report).T
     table["support"] = table["support"].astype(int)
     return table.round(3)
@@ -118,9 +111,6 @@ def misclassified(predictions: Predictions) -> np.ndarray:
 def least_confident(predictions: Predictions, count: int) -> np.ndarray:
     """Indices of the `count` examples whose predicted class had the lowest probability."""
     return np.argsort(predictions.probabilities.max(axis=1))[:count]
-
-
-# ------------------------------------------------------------------------ speed
 
 
 def call_times(call: Callable[[], object], *, repeats: int, warmup: int, max_seconds: float,
@@ -139,8 +129,7 @@ def call_times(call: Callable[[], object], *, repeats: int, warmup: int, max_sec
 
 def latency_ms(model: keras.Model, *, repeats: int = 100, warmup: int = 5,
                max_seconds: float = 1.5) -> float:
-    """Median milliseconds of one batch-1 call of the compiled model, after warm-up:
-    `repeats` calls, or as many as fit in `max_seconds` (at least 5)."""
+    """Median milliseconds of a batch-1 call of the compiled model after warm-up (`call_times`)."""
     infer = inference_function(model)
     x = tf.random.uniform((1, *model.input_shape[1:]), 0, 255, seed=0)
     times = call_times(lambda: infer(x).numpy(), repeats=repeats, warmup=warmup,
@@ -150,8 +139,7 @@ def latency_ms(model: keras.Model, *, repeats: int = 100, warmup: int = 5,
 
 def throughput(model: keras.Model, *, batch_size: int = 64, repeats: int = 10,
                max_seconds: float = 2.0) -> float:
-    """Images per second at a large batch: after one warm-up call, `repeats` calls or as
-    many as fit in `max_seconds` (at least one)."""
+    """Images per second at a large batch, after one warm-up call (`call_times`)."""
     infer = inference_function(model)
     x = tf.random.uniform((batch_size, *model.input_shape[1:]), 0, 255, seed=0)
     times = call_times(lambda: infer(x).numpy(), repeats=repeats, warmup=1,
@@ -165,10 +153,8 @@ def count_params(weights) -> int:
 
 
 def mcnemar(first: Predictions, second: Predictions) -> dict[str, float]:
-    """Compare two models image by image on the same test set: how many images only one of
-    them gets right, and McNemar's exact p-value (could a fair coin split them so unevenly?)."""
+    """Two models compared image by image on the same test set, with McNemar's exact p-value."""
     from scipy.stats import binomtest
-
     if not np.array_equal(first.y_true, second.y_true):
         raise ValueError("McNemar's test needs both models' predictions on the same images.")
     a = first.y_pred == first.y_true
@@ -182,8 +168,7 @@ def mcnemar(first: Predictions, second: Predictions) -> dict[str, float]:
 
 
 def accuracy_interval(accuracy: float, images: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson's 95% interval for an accuracy measured on `images` test images: unlike
-    accuracy +- 2 standard errors, it stays honest at 0% and 100%."""
+    """Wilson's 95% interval for an accuracy measured on `images` test images."""
     if images <= 0:
         raise ValueError("An accuracy interval needs at least one test image.")
     centre = (accuracy + z**2 / (2 * images)) / (1 + z**2 / images)

@@ -1,5 +1,5 @@
 """One trained configuration's bookkeeping: callbacks that log and resume each `fit`, then
-the evaluation, the saved model and the result record. A `Run` only watches:
+the evaluation, saved model and result record:
 
     run = experiment.Run(settings, "mobilenet_v2", "frozen")
     model.fit(..., callbacks=run.callbacks("head"))       # logs every epoch, resumes when rerun
@@ -41,8 +41,7 @@ def _checksum(model: keras.Model) -> float:
 
 
 class _Phase(keras.callbacks.Callback):
-    """Notes what one `fit` was (optimizer, learning rate, epochs, inputs, XLA) and which
-    epoch's weights the model ended with."""
+    """Notes what one `fit` was and which epoch's weights the model ended with."""
 
     def __init__(self, path: Path, name: str, resume: train.Resume):
         super().__init__()
@@ -82,10 +81,8 @@ class _Phase(keras.callbacks.Callback):
 
 
 class Run:
-    """One configuration (a model and a strategy, optionally a variant) of a notebook.
-
-    `first_phase`: the `Run` whose first phase (the head, trained once) this one continues, as
-    notebook 03's strategies do. `save`: keep the model as `<record>.keras` (SAVE_MODELS rules)."""
+    """One configuration (model, strategy, optional variant) of a notebook. `first_phase`: the
+    `Run` whose first phase this one continues; `save`: keep the model as `<record>.keras`."""
 
     def __init__(self, settings: Settings, model: str, strategy: str, *, variant: str | None = None,
                  first_phase: Run | None = None, save: bool = True):
@@ -112,18 +109,14 @@ class Run:
         return self.record is not None
 
     def callbacks(self, phase: str) -> list[keras.callbacks.Callback]:
-        """For one `fit`: stop on a NaN loss, log and time every epoch, note what the fit was,
-        and back up after every epoch so a rerun continues there. Put them after EarlyStopping."""
+        """For one `fit` (after EarlyStopping): stop on NaN, log, time, and back up every epoch."""
         folder = self.workdir / phase
         folder.mkdir(parents=True, exist_ok=True)
         resume = train.Resume(folder / "backup")
-        return [
-            keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
-            train.Timer(folder / "seconds"),
-            _Phase(folder / "phase.json", phase, resume),
-            resume,
-        ]
+        return [keras.callbacks.TerminateOnNaN(),
+                keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
+                train.Timer(folder / "seconds"), _Phase(folder / "phase.json", phase, resume),
+                resume]
 
     def phases(self) -> list[dict]:
         """What each `fit` of this configuration was, in order, with its logged epochs."""
@@ -142,8 +135,7 @@ class Run:
         return earlier + sorted(phases, key=lambda p: p["epochs_until"])
 
     def finish(self, model: keras.Model, data: ImageData, **extra) -> dict:
-        """Evaluate the trained `model` once on the validation and test sets, time it, save it and
-        write the record (marked failed after a NaN loss); a `finished` run's record is returned."""
+        """Evaluate, time and save the trained `model` and write its record (failed after NaN)."""
         trained_now = any(self.workdir.glob("*/phase.json"))
         if self.finished and not trained_now:
             print(f"{self.title}: record exists, not trained again (REDO = True trains it again)")

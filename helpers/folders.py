@@ -1,17 +1,8 @@
-"""Image folders as users have them: one subfolder per class, scanned once before training.
-
-The rules follow `keras.utils.image_dataset_from_directory` where sensible:
-
-* the classes are the root's subfolders, sorted by name; hidden folders (`.x`, such as
-  `.ipynb_checkpoints`) and `__MACOSX` are never classes, and are never looked into;
-* a class's images are the files anywhere below its folder (links to folders are not followed);
-* hidden files (`.DS_Store`, the AppleDouble `._x` twins), `Thumbs.db` and `desktop.ini` are
-  not data and are left out silently;
-* a file with an image extension, in any case (`.jpg`, `.JPG`, `.Jpeg`, ...), is decoded once;
-  anything else that cannot be used (another extension, a link to nothing, an empty, truncated
-  or corrupt file, an image above PIL's decompression-bomb limit) is skipped with its reason;
-* odd formats (CMYK, 16-bit, transparency, very large) are converted to RGB once into the
-  cache, so nothing fails mid-epoch.
+"""Image folders as users have them, scanned once before training. As in Keras's
+`image_dataset_from_directory`, the classes are the root's sorted subfolders and a class's
+images are the files anywhere below it. Hidden names, `__MACOSX`, `Thumbs.db` and `desktop.ini`
+are left out silently; a file that cannot be used is skipped with its reason; odd formats (CMYK,
+16-bit, transparency, very large) are converted to RGB once into the cache.
 """
 
 from __future__ import annotations
@@ -36,9 +27,7 @@ MAX_PIXELS = 40_000_000  # larger images are downscaled once into the cache
 PROGRESS_FROM = 1000  # scans of this many files or more show a progress bar
 TOO_LARGE = "too large to decode safely (a possible decompression bomb)"
 
-# Truncated files must fail the scan, never be half-read. (PIL's Image.MAX_IMAGE_PIXELS is
-# only read, never changed: threads check images at the same time.)
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files fail the scan, never half-read
 
 
 class DataError(CourseError):
@@ -48,7 +37,6 @@ class DataError(CourseError):
 @dataclass
 class FolderScan:
     """The readable images of a class-per-subfolder tree."""
-
     root: Path
     class_names: list[str]
     paths: list[str]  # what to decode: the file, or its RGB copy in the cache
@@ -154,27 +142,20 @@ def _class_folders(root: Path, expected: Sequence[str] | None = None) -> list[Pa
         names = [p.name for p in folders]
         missing = [c for c in expected if c not in names]
         if missing:
-            raise DataError(
-                f"{root} has no {missing[0]}/ folder; expected one subfolder per class: "
-                f"{', '.join(expected)}."
-            )
+            raise DataError(f"{root} has no {missing[0]}/ folder; expected one subfolder per "
+                            f"class: {', '.join(expected)}.")
         folders = [root / c for c in expected]
     if not folders:
-        raise DataError(
-            f"{root} has no class subfolders; put each class's images in its own "
-            f"subfolder ({root}/<class name>/<image>.jpg)."
-        )
+        raise DataError(f"{root} has no class subfolders; put each class's images in its own "
+                        f"subfolder ({root}/<class name>/<image>.jpg).")
     if len(folders) == 1:
-        raise DataError(
-            f"{root} has only one class folder ({folders[0].name}/); a classifier needs "
-            "at least two, one subfolder per class."
-        )
+        raise DataError(f"{root} has only one class folder ({folders[0].name}/); a classifier "
+                        "needs at least two, one subfolder per class.")
     return folders
 
 
 def scan_folder(root: Path | str, expected: Sequence[str] | None = None) -> FolderScan:
-    """List and check every file of a class-per-subfolder tree (in parallel, with a progress
-    bar for large trees)."""
+    """List and check every file of a class-per-subfolder tree, in parallel."""
     root = Path(root)
     folders = _class_folders(root, expected)
     entries = [(path, label) for label, folder in enumerate(folders) for path in _files(folder)]
@@ -195,7 +176,6 @@ def scan_folder(root: Path | str, expected: Sequence[str] | None = None) -> Fold
     scan.labels = np.asarray(labels, np.int32)
     for folder, count in zip(folders, np.bincount(scan.labels, minlength=len(folders))):
         if count == 0:
-            raise DataError(
-                f"Class folder {folder} has no readable images; add images to it or remove it."
-            )
+            raise DataError(f"Class folder {folder} has no readable images; add images to it or "
+                            "remove it.")
     return scan

@@ -1,12 +1,9 @@
-"""Shipping a trained model as TensorFlow Lite (LiteRT): the four formats notebook 07 compares,
-the interpreter that runs them, the records' measurements, and where the light models are.
+"""Shipping a trained model as TensorFlow Lite (LiteRT) in the four formats notebook 07 compares.
+Every format takes raw 0-255 float32 pixels and returns float32 logits, as the Keras model does.
 
     files = lite.convert(model, lite.representative_images(data.train, 100, seed=42))
     small = lite.LiteModel(files["int8"])
     small.predict(data.test).accuracy, small.latency_ms(), small.size_mb
-
-Every format takes raw 0-255 float32 pixels, as the Keras model does, and returns float32
-logits: the full int8 model quantizes its input and dequantizes its output inside.
 """
 
 from __future__ import annotations
@@ -26,12 +23,10 @@ from helpers import backbones, config, evaluate, results
 from helpers import data as data_module
 from helpers.setup import quiet_stderr
 
-FORMATS = {
-    "float32": "float32 weights and arithmetic (the Keras model, as a flat file)",
-    "float16": "float16 weights, float32 arithmetic",
-    "dynamic-int8": "int8 weights, float32 activations (dynamic-range quantization)",
-    "int8": "int8 weights and activations, calibrated on training images",
-}
+FORMATS = {"float32": "float32 weights and arithmetic (the Keras model, as a flat file)",
+           "float16": "float16 weights, float32 arithmetic",
+           "dynamic-int8": "int8 weights, float32 activations (dynamic-range quantization)",
+           "int8": "int8 weights and activations, calibrated on training images"}
 
 
 def interpreter_class():
@@ -61,8 +56,7 @@ def _float32_config(value):
 
 
 def float32_copy(model: keras.Model) -> keras.Model:
-    """The model computing in float32. A model trained with mixed precision computes in float16,
-    which the converter cannot quantize; its weights are float32 already and are copied over."""
+    """The model computing in float32 (the converter cannot quantize mixed precision's float16)."""
     config = keras.saving.serialize_keras_object(model)
     plain = _float32_config(config)
     if plain == config:
@@ -73,8 +67,7 @@ def float32_copy(model: keras.Model) -> keras.Model:
 
 
 def saved_model(model: keras.Model, folder: Path) -> Path:
-    """The inference function (training=False: augmentation and dropout off) as a SavedModel
-    with a float32 input of any batch size, which the converter reads."""
+    """The inference function (training=False) as a SavedModel taking float32 batches of any size."""
     model = float32_copy(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -92,8 +85,7 @@ def saved_model(model: keras.Model, folder: Path) -> Path:
 
 
 def representative_images(examples: tf.data.Dataset, count: int, seed: int) -> np.ndarray:
-    """`count` images drawn at random (seeded) from a split, as float32 raw pixels: what the
-    full int8 conversion measures activation ranges on."""
+    """`count` seeded random images of a split as float32 pixels (int8 calibration data)."""
     total = data_module.count(examples)
     rng = np.random.default_rng(seed)
     chosen = set(rng.choice(total, min(count, total), replace=False).tolist())
@@ -132,8 +124,7 @@ def convert(model: keras.Model, representative: np.ndarray | None = None,
 
 
 class LiteModel:
-    """A .tflite model (bytes or a file) in LiteRT's interpreter, called like the Keras model:
-    float32 raw pixels in, float32 logits out."""
+    """A .tflite model (bytes or a file) in LiteRT's interpreter, called like the Keras model."""
 
     def __init__(self, content: bytes | str | Path, num_threads: int | None = None):
         self.content = content if isinstance(content, bytes) else Path(content).read_bytes()
@@ -161,20 +152,15 @@ class LiteModel:
         return self.interpreter.get_tensor(self.output["index"]).astype(np.float32)
 
     def predict(self, examples: tf.data.Dataset, batch_size: int = 32) -> evaluate.Predictions:
-        """Logits and labels of a split, in its order (as `evaluate.predict` gives the Keras model's)."""
-        labels, logits = [], []
-        for images, y in data_module.batches(examples, batch_size):
-            logits.append(self(images.numpy()))
-            labels.append(y.numpy())
-        return evaluate.Predictions(np.concatenate(labels).astype(int), np.concatenate(logits))
+        """Logits and labels of a split, in its order, as `evaluate.predict` gives them."""
+        return evaluate.predict_with(lambda images: self(images.numpy()), examples, batch_size)
 
     def _random_images(self, count: int) -> np.ndarray:
         shape = (count, *self.image_shape)
         return np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
 
     def latency_ms(self, *, repeats: int = 100, warmup: int = 5, max_seconds: float = 1.5) -> float:
-        """Median milliseconds of one batch-1 call after warm-up, timed as
-        `evaluate.latency_ms` times the Keras model."""
+        """Median milliseconds of one batch-1 call after warm-up, as `evaluate.latency_ms`."""
         x = self._random_images(1)
         times = evaluate.call_times(lambda: self(x), repeats=repeats, warmup=warmup,
                                     max_seconds=max_seconds, at_least=5)
@@ -194,8 +180,6 @@ def agreement(first: evaluate.Predictions, second: evaluate.Predictions) -> floa
     return float(np.mean(first.y_pred == second.y_pred))
 
 
-# ------------------------------------------------------------- the series' light models
-
 # The notebooks that train light models, and how each loads its data set.
 SOURCE_NOTEBOOKS = {
     "01_cifar10_resnet50_vs_mobilenet": lambda s: data_module.load_cifar10(s, val_fraction=0.3),
@@ -207,7 +191,6 @@ SOURCE_NOTEBOOKS = {
 @dataclass
 class Source:
     """One light model a notebook trained: its record and saved model, or why they are missing."""
-
     notebook: str
     model: str
     record: dict | None = None
@@ -220,8 +203,7 @@ class Source:
 
 
 def light_models(settings: config.Settings) -> list[Source]:
-    """The light models of notebooks 01, 04 and 05 under `settings.results_dir`, for this profile:
-    each with its record and .keras file, or a `problem` that says which notebook to run."""
+    """The light models notebooks 01, 04 and 05 saved for this profile, or what is missing."""
     found = []
     for notebook in SOURCE_NOTEBOOKS:
         run_it = f"run notebooks/{notebook}.ipynb on the {settings.profile} profile"
@@ -279,10 +261,8 @@ def record_path(settings: config.Settings, source: Source, kind: str) -> Path:
 
 def new_record(settings: config.Settings, source: Source, kind: str, tflite: LiteModel,
                val: evaluate.Predictions, test: evaluate.Predictions, **values) -> dict:
-    """The record of one converted model: its own accuracy, loss, latency, throughput and size;
-    the training facts (epochs, optimizer, parameters, ...) of the model it was made from."""
+    """A converted model's record: its own measurements, and its source's training facts."""
     from helpers.train import device_name
-
     batch = 32
     return results.new_record(
         settings, source.model, f"tflite-{kind}", variant=f"from-{source.notebook[:2]}",

@@ -1,8 +1,5 @@
-"""What the notebooks need besides `keras.applications`: the weights source (ImageNet, the
-smoke profile's stand-in weights, or none), each backbone's preprocessing as a layer, and the
-layer that keeps a base in inference mode under `fit`. The notebooks build their models on the
-page; `gap_classifier` builds the standard one for the stand-in weights, tests and benchmarks.
-"""
+"""What the notebooks need besides `keras.applications`: the weights (ImageNet, stand-ins, or
+none), each backbone's preprocessing as a layer, and a layer keeping a base in inference mode."""
 
 from __future__ import annotations
 
@@ -16,13 +13,10 @@ import tensorflow as tf
 from helpers import backbones, progress, samples
 from helpers.config import CourseError, Settings, SettingsError, cache_dir, offline
 
-# ------------------------------------------------------------------------- layers
-
 
 @keras.saving.register_keras_serializable(package="helpers")
 class CaffePreprocess(keras.layers.Layer):
     """ResNet50's `preprocess_input` as a layer: RGB to BGR, minus the ImageNet channel means."""
-
     MEAN_BGR = (103.939, 116.779, 123.68)
 
     def call(self, inputs):
@@ -32,11 +26,8 @@ class CaffePreprocess(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class InferenceMode(keras.layers.Layer):
-    """Calls the wrapped base with `training=False`, always, also under `fit`.
-
-    Keras 3 overrides a `base(x, training=False)` written into a functional model with `fit`'s
-    `training=True` (keras-team/keras#20285): unfrozen BatchNorm layers would overwrite their
-    pre-trained averages. In here they learn scale and offset but normalize with the averages."""
+    """Calls the wrapped base with `training=False` also under `fit`, which Keras 3 overrides in
+    a functional model (keras-team/keras#20285): BatchNorm keeps its pre-trained averages."""
 
     def __init__(self, inner: keras.Model, **kwargs):
         super().__init__(**kwargs)
@@ -57,8 +48,7 @@ class InferenceMode(keras.layers.Layer):
 
 
 def preprocessing(name: str) -> keras.layers.Layer | None:
-    """The layer that turns raw 0-255 pixels into what a backbone's weights expect (None when
-    the base rescales by itself, as EfficientNetV2 does)."""
+    """The layer turning raw 0-255 pixels into what a backbone expects (None: it rescales itself)."""
     kind = backbones.get(name).preprocessing
     if kind == "tf":  # MobileNet's preprocess_input: 0-255 to [-1, 1]
         return keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")
@@ -71,13 +61,10 @@ def check_raw_pixels(images) -> None:
     """Stop when a batch looks already scaled to [0, 1]: the models expect raw 0-255 pixels."""
     peak = float(np.max(np.asarray(images)))
     if peak <= 1.0:
-        raise CourseError(
-            f"This batch peaks at {peak:.2f}, so it looks already divided by 255; the models "
-            "do their own preprocessing and expect raw 0-255 pixels, so remove the rescaling."
-        )
+        raise CourseError(f"This batch peaks at {peak:.2f}, so it looks already divided by 255; "
+                          "the models do their own preprocessing and expect raw 0-255 pixels, so "
+                          "remove the rescaling.")
 
-
-# ------------------------------------------------------------------ weights source
 
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -90,8 +77,7 @@ def imagenet_file(name: str, image_size: int) -> Path:
 
 def weights(name: str, settings: Settings) -> str | None:
     """The `weights=` argument of a `keras.applications` constructor for this run: "imagenet"
-    (stops with one sentence when neither cached nor downloadable), the path of the stand-in
-    weights (made once per machine), a weights file of your own, or None (random weights)."""
+    (checked reachable), the stand-in weights' path, a weights file, or None."""
     choice = settings.weights
     if choice == "standin":
         return str(standin_weights(name, settings.image_size))
@@ -100,11 +86,10 @@ def weights(name: str, settings: Settings) -> str | None:
 
         cached = imagenet_file(name, settings.image_size)
         if not cached.exists() and (offline() or not can_download(WEIGHTS_URL)):
-            raise CourseError(
-                f"The ImageNet weights of {backbones.get(name).title} are not in {cached.parent} "
-                f"and {WEIGHTS_URL} cannot be reached; download {WEIGHTS_URL}{cached.name} "
-                f"into {cached.parent}/, or set WEIGHTS = 'standin' or None."
-            )
+            raise CourseError(f"The ImageNet weights of {backbones.get(name).title} are not in "
+                              f"{cached.parent} and {WEIGHTS_URL} cannot be reached; download "
+                              f"{WEIGHTS_URL}{cached.name} into {cached.parent}/, or set WEIGHTS = "
+                              "'standin' or None.")
     return choice
 
 
@@ -120,8 +105,7 @@ def build_base(name: str, image_size: int, weights: str | None = None) -> keras.
 
 def gap_classifier(name: str, image_size: int, num_classes: int, weights: str | None = None, *,
                    inference_mode: bool = True) -> tuple[keras.Model, keras.Model]:
-    """(model, base): raw pixels -> preprocessing -> base -> global average pooling -> Dense
-    logits (one for two classes). The course's standard classifier, as the notebooks write it."""
+    """(model, base): raw pixels -> preprocessing -> base -> average pooling -> Dense logits."""
     base = build_base(name, image_size, weights)
     inputs = keras.Input((image_size, image_size, 3))
     x = inputs
@@ -135,20 +119,14 @@ def gap_classifier(name: str, image_size: int, num_classes: int, weights: str | 
     return keras.Model(inputs, outputs, name=f"{name}_classifier"), base
 
 
-# ---------------------------------------------------------------- stand-in weights
-
 STANDIN_VERSION = "v3"
 STANDIN_SIZE = 64
 
 
 def standin_weights(name: str, image_size: int = STANDIN_SIZE) -> Path:
-    """Offline stand-in for ImageNet weights, so every smoke run is a small but real transfer
-    experiment: the backbone trained briefly at 64x64 on a generated source task
-    (`samples.source_task`), then its BatchNorm statistics reset on that data (a few epochs
-    leave them near their initial values) and, for another size, adapted there. Made once per
-    machine and size; making them draws random numbers, so call this before seeding."""
+    """Offline stand-in for ImageNet weights: the backbone trained briefly on a generated source
+    task (`samples.source_task`), made once per machine and size (call this before seeding)."""
     from filelock import FileLock
-
     spec = backbones.get(name)
     folder = cache_dir() / "weights"
     base_path = folder / f"{name}-standin-{STANDIN_VERSION}.weights.h5"

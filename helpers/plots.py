@@ -1,6 +1,4 @@
-"""Figures: training curves and comparisons with plotnine; confusion matrices and image
-grids with matplotlib. Each function returns the figure (a notebook shows it as the
-cell's value) and takes tidy data: a history, a DataFrame of records, arrays."""
+"""Figures (plotnine and matplotlib), each returned for the notebook cell to show."""
 
 from __future__ import annotations
 
@@ -17,8 +15,7 @@ Rows = Sequence[Mapping]  # a history: one dict per epoch (epoch, phase, loss, v
 
 
 def history_frame(histories: Mapping[str, Rows]) -> pd.DataFrame:
-    """Long format (run, epoch, phase, split, metric, value) of labelled histories, as
-    `experiment.Run.history` and a record's history rows hold them."""
+    """Long format (run, epoch, phase, split, metric, value) of labelled histories."""
     records = []
     for label, rows in histories.items():
         for row in rows:
@@ -38,8 +35,7 @@ def fine_tune_start(rows: Rows) -> int | None:
 
 
 def training_curves(histories: Rows | Mapping[str, Rows], title: str = "Training curves"):
-    """Accuracy and loss per epoch, training and validation, for one or several runs; a dotted
-    line, labelled, marks where fine-tuning started. The accuracy axis stops at 1."""
+    """Accuracy and loss per epoch of one or several runs, with where fine-tuning started."""
     labelled = histories if isinstance(histories, Mapping) else {"": histories}
     frame = history_frame(labelled)
     frame = frame[frame["metric"].isin(["accuracy", "loss"])]
@@ -60,7 +56,6 @@ def training_curves(histories: Rows | Mapping[str, Rows], title: str = "Training
         + p9.theme_minimal()
         + p9.theme(legend_position="bottom", figure_size=(10, 4.4))
     )
-    # the accuracy panel spans [0, 1] and never passes 1
     bounds = pd.DataFrame({"epoch": [frame["epoch"].min()] * 2, "value": [0.0, 1.0],
                            "metric": ["accuracy"] * 2})
     plot += p9.geom_blank(bounds, p9.aes("epoch", "value"), inherit_aes=False)
@@ -84,7 +79,6 @@ def training_curves(histories: Rows | Mapping[str, Rows], title: str = "Training
 def confusion_matrices(matrix: np.ndarray, class_names: Sequence[str], title: str = ""):
     """Raw counts and row-normalized rates side by side (scikit-learn's display)."""
     from sklearn.metrics import ConfusionMatrixDisplay
-
     matrix = np.asarray(matrix)
     rows = matrix.sum(axis=1, keepdims=True)
     normalized = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
@@ -145,10 +139,8 @@ def pareto_front(table: pd.DataFrame, cost: str, benefit: str) -> pd.Series:
 
 def tradeoff(table: pd.DataFrame, label: str = "title", colour: str | None = None,
              title: str = "", log_x: bool = False, facet: str | None = None):
-    """Test accuracy against batch-1 latency, one point per run, with the Pareto front (the runs
-    no other run beats on both) as a dashed step line, labelled. With `facet`, one panel and
-    one front per value of that column (accuracies on different tasks do not compare),
-    unlabelled: small panels cut labels off, so list the front in a table instead."""
+    """Test accuracy against batch-1 latency with the Pareto front, labelled; with `facet`, one
+    unlabelled panel and front per value of that column."""
     x, y = "inference_ms_per_image", "test_accuracy"
     frame = table.dropna(subset=[x, y]).copy()
     frame["pareto"] = False
@@ -168,7 +160,6 @@ def tradeoff(table: pd.DataFrame, label: str = "title", colour: str | None = Non
         plot += p9.facet_wrap(f"~{facet}", scales="free")
     else:
         plot += p9.geom_text(p9.aes(label=label), data=front, size=7, nudge_y=0.012, va="bottom")
-    # room at both ends, so labels of the first and last points are not cut off
     scale = p9.scale_x_log10 if log_x else p9.scale_x_continuous
     return plot + scale(expand=(0.25, 0))
 
@@ -190,8 +181,7 @@ def bars(table: pd.DataFrame, x: str, y: str, fill: str | None = None, title: st
 
 
 def ours_vs_article(table: pd.DataFrame, title: str = "Our accuracy against the article's"):
-    """Each comparable run as a point: the article's number (x) against ours (y);
-    points on the diagonal reproduce the article."""
+    """Each comparable run as a point: the article's number (x) against ours (y)."""
     frame = table.dropna(subset=["article_value", "our_value"]).copy()
     low = min(frame["article_value"].min(), frame["our_value"].min()) - 0.05 if len(frame) else 0
     limits = (max(float(low), 0), 1)
@@ -209,8 +199,7 @@ def ours_vs_article(table: pd.DataFrame, title: str = "Our accuracy against the 
 
 def accuracy_vs_params(table: pd.DataFrame, label: str | None = "strategy",
                        title: str = "Test accuracy against trainable parameters"):
-    """One point per run: trainable parameters (log scale) against test accuracy, coloured by
-    model, shaped by strategy family (frozen, last layers, last blocks)."""
+    """One point per run: trainable parameters (log scale) against test accuracy."""
     frame = table.dropna(subset=["trainable_params", "test_accuracy"]).copy()
     frame["family"] = frame["strategy"].map(lambda s: str(s).split(":")[0])  # blocks:4 -> blocks
     plot = (p9.ggplot(frame, p9.aes("trainable_params", "test_accuracy", color="model",

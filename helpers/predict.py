@@ -1,9 +1,6 @@
-"""Predictions on your own images with a model a notebook saved.
+"""Predictions on your own images (decoded as in training) with a model a notebook saved:
 
     python -m helpers.predict results/smoke/05_cats_vs_dogs_feature_extraction/mobilenet_v2__frozen.keras my_photos/
-
-Every image is decoded and resized as in training (RGB, bilinear, raw 0-255 pixels); a file
-that cannot be read gets a row with the reason, and the others are still predicted.
 """
 
 from __future__ import annotations
@@ -25,8 +22,7 @@ from helpers.config import CourseError
 
 
 def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
-    """A saved model and its class names, read from the record beside it (`<stem>.json`);
-    without a record the classes are called "class 0", "class 1", ..."""
+    """A saved model and its class names from the record beside it ("class 0", ... without)."""
     path = Path(path)
     give = "give the .keras file a notebook saved beside its record."
     if not path.is_file():
@@ -71,8 +67,7 @@ def find_files(paths: Sequence[Path | str]) -> list[Path]:
 
 
 def load_images(files: Sequence[Path | str], size: int) -> tuple[np.ndarray, list[str | None]]:
-    """Decode and resize each file as training does: uint8 images (zeros where a file cannot be
-    read) and, per file, the problem (None when it was read)."""
+    """Each file decoded as training does (zeros when unreadable), and its problem or None."""
     images = np.zeros((len(files), size, size, 3), np.uint8)
     problems: list[str | None] = []
     for k, file in enumerate(progress.bar(files, len(files), "reading the images")):
@@ -88,9 +83,8 @@ def load_images(files: Sequence[Path | str], size: int) -> tuple[np.ndarray, lis
 
 def predict_paths(model: keras.Model, class_names: Sequence[str], paths: Sequence[Path | str], *,
                   top: int = 3, batch_size: int = 32) -> pd.DataFrame:
-    """One row per file: file (inside the folder it was found in), prediction, probability, the
-    `top` classes (multi-class models only) and the problem that kept a file from being
-    predicted ("" when it was read)."""
+    """One row per file: file, prediction, probability, the `top` classes (multi-class models
+    only) and the problem that kept it from being predicted ("" when read)."""
     files = find_files(paths)
     roots = [Path(p) for p in paths if Path(p).is_dir()]
     size = int(model.input_shape[1])
@@ -126,7 +120,6 @@ def write_examples(examples: tf.data.Dataset, folder: Path | str, count: int,
                    class_names: Sequence[str]) -> Path:
     """Write the first `count` (image, label) examples of a split as `<class>_<i>.jpg` files."""
     from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for i, (image, label) in enumerate(examples.take(count)):

@@ -1,7 +1,5 @@
-"""Before a run on the real data (full or laptop profile): what each notebook needs (its data,
-the ImageNet weights of its backbones) and whether it is here, downloadable or missing, with a
-rough duration. `make reproduce` prints this and stops before training when something is missing.
-"""
+"""Before a run on the real data: what each notebook needs (data, ImageNet weights) and
+whether it is here, downloadable or missing, with a rough duration."""
 
 from __future__ import annotations
 
@@ -15,7 +13,6 @@ from helpers.config import FULL_HOURS, PROFILES
 @dataclass
 class Need:
     """One thing a notebook needs."""
-
     notebook: str
     what: str
     status: str  # "found", "download" or "missing"
@@ -80,7 +77,6 @@ def report(notebooks: list[str], data_dir: Path | None = None,
            profile: str = "full") -> tuple[str, bool]:
     """A readable checklist, and whether everything is there or downloadable."""
     from helpers.setup import quiet_stderr
-
     with quiet_stderr():  # TensorFlow's start-up lines
         import tensorflow as tf
 

@@ -1,7 +1,5 @@
-"""Progress a person can see: bars for the slow steps (folder scans, feature passes) and how
-much `fit` prints. Headless runs ($COURSE_HEADLESS=1: the runner, the tests) show no bars and
-one line per epoch.
-"""
+"""Progress bars for the slow steps and how much `fit` prints; headless runs
+($COURSE_HEADLESS=1) show no bars and one line per epoch."""
 
 from __future__ import annotations
 
@@ -23,18 +21,15 @@ def bar(items: Iterable[T], total: int | None = None, what: str = "") -> Iterato
         yield from items
         return
     from tqdm.auto import tqdm
-
     yield from tqdm(items, total=total, desc=what, leave=False, dynamic_ncols=True)
 
 
 def tick(dataset, total: int, what: str = ""):
-    """`dataset`, advancing a progress bar for every element a consumer (e.g. `Dataset.save`)
-    takes from it; unchanged when headless."""
+    """`dataset`, advancing a progress bar for every element taken from it (not when headless)."""
     if headless():
         return dataset
     import tensorflow as tf
     from tqdm.auto import tqdm
-
     bar = tqdm(total=total, desc=what, leave=False, dynamic_ncols=True)
 
     def advance(*element):

@@ -1,9 +1,5 @@
-"""The result record, the articles' reported numbers, and the summary table.
-
-One JSON record per trained configuration, written atomically to
-``RESULTS_DIR/<notebook>/<model>__<strategy>.json``. `ARTICLE_RESULTS` transcribes
-what each article reported, so every record can be set beside its claim.
-"""
+"""Result records (one JSON file per trained configuration), the articles' reported numbers
+(`ARTICLE_RESULTS`) and the tables that set each record beside its article's claim."""
 
 from __future__ import annotations
 
@@ -58,24 +54,20 @@ def _row(notebook, model, strategy, metric, value, epochs, fine_tune_epochs, ima
 _NB3 = "03_tf_flowers_unfreezing_strategies"
 # notebook 03's article, its table: strategy, train acc, train loss, val acc, val loss, test acc, params, ms/image
 _ARTICLE_002 = {
-    "resnet50": [
-        ("frozen", 0.8350, 0.4599, 0.8791, 0.3289, 0.9210, 10_245, 206.32),
-        ("layers:5", 0.9545, 0.1128, 0.8949, 0.2742, 0.9210, 1_064_965, 206.29),
-        ("layers:10", 0.9786, 0.0731, 0.9079, 0.2773, 0.9155, 4_475_909, 104.79),
-        ("layers:40", 0.9708, 0.0870, 0.9239, 0.2514, 0.9210, 15_842_053, 104.63),
-        ("blocks:2", 0.9560, 0.1602, 0.8989, 0.2956, 0.9183, 8_941_573, 87.03),
-        ("blocks:4", 0.8986, 0.3159, 0.8941, 0.3222, 0.9101, 16_104_965, 93.07),
-        ("blocks:10", 0.9662, 0.1513, 0.8964, 0.29480, 0.9319, 22_375_685, 84.17),
-    ],
-    "mobilenet": [
-        ("frozen", 0.7715, 0.6178, 0.8540, 0.4250, 0.9019, 5_125, 52.53),
-        ("layers:5", 0.9545, 0.1459, 0.8905, 0.3230, 0.8856, 1_057_797, 48.95),
-        ("layers:10", 0.9621, 0.1308, 0.8944, 0.2857, 0.8828, 1_593_349, 37.09),
-        ("layers:40", 0.9717, 0.0859, 0.9101, 0.2770, 0.8801, 2_937_349, 53.15),
-        ("blocks:2", 0.9094, 0.2819, 0.8806, 0.3166, 0.9183, 1_598_981, 37.15),
-        ("blocks:4", 0.9132, 0.2582, 0.8799, 0.3319, 0.9237, 2_136_581, 37.91),
-        ("blocks:10", 0.9321, 0.2285, 0.8777, 0.3189, 0.9128, 3_181_445, 53.26),
-    ],
+    "resnet50": [("frozen", 0.8350, 0.4599, 0.8791, 0.3289, 0.9210, 10_245, 206.32),
+                 ("layers:5", 0.9545, 0.1128, 0.8949, 0.2742, 0.9210, 1_064_965, 206.29),
+                 ("layers:10", 0.9786, 0.0731, 0.9079, 0.2773, 0.9155, 4_475_909, 104.79),
+                 ("layers:40", 0.9708, 0.0870, 0.9239, 0.2514, 0.9210, 15_842_053, 104.63),
+                 ("blocks:2", 0.9560, 0.1602, 0.8989, 0.2956, 0.9183, 8_941_573, 87.03),
+                 ("blocks:4", 0.8986, 0.3159, 0.8941, 0.3222, 0.9101, 16_104_965, 93.07),
+                 ("blocks:10", 0.9662, 0.1513, 0.8964, 0.29480, 0.9319, 22_375_685, 84.17)],
+    "mobilenet": [("frozen", 0.7715, 0.6178, 0.8540, 0.4250, 0.9019, 5_125, 52.53),
+                  ("layers:5", 0.9545, 0.1459, 0.8905, 0.3230, 0.8856, 1_057_797, 48.95),
+                  ("layers:10", 0.9621, 0.1308, 0.8944, 0.2857, 0.8828, 1_593_349, 37.09),
+                  ("layers:40", 0.9717, 0.0859, 0.9101, 0.2770, 0.8801, 2_937_349, 53.15),
+                  ("blocks:2", 0.9094, 0.2819, 0.8806, 0.3166, 0.9183, 1_598_981, 37.15),
+                  ("blocks:4", 0.9132, 0.2582, 0.8799, 0.3319, 0.9237, 2_136_581, 37.91),
+                  ("blocks:10", 0.9321, 0.2285, 0.8777, 0.3189, 0.9128, 3_181_445, 53.26)],
 }
 
 ARTICLE_RESULTS: list[dict[str, Any]] = [
@@ -118,9 +110,6 @@ def article_result(notebook: str, model: str, strategy: str) -> dict | None:
     return None
 
 
-# ------------------------------------------------------------------------ records
-
-
 def git_commit() -> str:
     """The checkout's short commit, or 'unknown'."""
     try:
@@ -132,8 +121,7 @@ def git_commit() -> str:
 
 
 def record_path(settings: Settings, model: str, strategy: str, variant: str | None = None) -> Path:
-    """Where one configuration's record lives (':' is not allowed in every file system).
-    A `variant` (e.g. "equal-epochs") keeps a second run of the same model and strategy."""
+    """Where one configuration's (and `variant`'s, e.g. "equal-epochs") record lives."""
     suffix = f"__{variant}" if variant else ""
     return settings.record_dir / f"{model}__{strategy.replace(':', '-')}{suffix}.json"
 
@@ -142,26 +130,15 @@ def new_record(settings: Settings, model: str, strategy: str, **values: Any) -> 
     """A record with every field, those not given set to None."""
     import keras
     import tensorflow as tf
-
     record: dict[str, Any] = dict.fromkeys(RECORD_FIELDS + EXTRA_FIELDS)
-    record.update(
-        notebook=settings.notebook,
-        article=NOTEBOOK_ARTICLE.get(settings.notebook),
-        profile=settings.profile,
-        model=model,
-        strategy=strategy,
-        image_size=settings.image_size,
-        batch_size=settings.batch_size,
-        seed=settings.seed,
-        limit=settings.limit,
-        weights=settings.weights,
-        data_dir=str(settings.data_dir) if settings.data_dir else None,
-        tensorflow=tf.__version__,
-        keras=keras.__version__,
-        git_commit=git_commit(),
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        status="ok",
-    )
+    record.update(notebook=settings.notebook, article=NOTEBOOK_ARTICLE.get(settings.notebook),
+                  profile=settings.profile, model=model, strategy=strategy,
+                  image_size=settings.image_size, batch_size=settings.batch_size,
+                  seed=settings.seed, limit=settings.limit, weights=settings.weights,
+                  data_dir=str(settings.data_dir) if settings.data_dir else None,
+                  tensorflow=tf.__version__, keras=keras.__version__, git_commit=git_commit(),
+                  created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                  status="ok")
     unknown = set(values) - set(record)
     if unknown:
         raise KeyError(f"Not record fields: {', '.join(sorted(unknown))}")
@@ -213,8 +190,6 @@ def read_record(path: Path) -> dict:
 
 def existing_record(path: Path, settings_key: str) -> dict | None:
     """A finished record at `path` made with the same settings (`experiment.settings_key`)."""
-    if not path.exists():
-        return None
     try:
         record = read_record(path)
     except ValueError:
@@ -271,8 +246,7 @@ def summary_table(records: list[dict]):
     ours = [merged.at[i, metric] for i, metric in zip(merged.index, metrics)]
     merged["our_value"] = pd.to_numeric(pd.Series(ours, index=merged.index), errors="coerce")
     merged["kind"] = [run_kind(p, w) for p, w in zip(merged["profile"], merged["weights"])]
-    # The article's numbers stand beside real-data runs only (never beside a smoke run), and a
-    # difference from them only means something for a reproduction.
+    # article numbers only beside real-data runs; a difference only for a reproduction
     shown = merged["kind"].isin(SHOWS_ARTICLE)
     for column in ("article_value", "article_epochs", "article_fine_tune_epochs", "article_ran"):
         merged[column] = merged[column].where(shown)
@@ -298,8 +272,7 @@ METRIC_NAMES = {"test_accuracy": "test accuracy", "val_accuracy": "validation ac
 
 
 def _for_readers(table, columns: dict[str, str]):
-    """Some columns of a summary table, rounded, renamed for readers, with readable metric
-    names and epochs ('5 + 4': frozen epochs + fine-tuning epochs)."""
+    """Some columns of a summary table, rounded and renamed for readers (epochs as '5 + 4')."""
     shown = table.copy()
     shown["article_metric"] = shown["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-"))
     for epochs in ("epochs", "article_epochs"):
@@ -310,27 +283,18 @@ def _for_readers(table, columns: dict[str, str]):
     return shown[list(columns)].rename(columns=columns)
 
 
-COMPARISON_COLUMNS = {
-    "title": "configuration",
-    "kind": "profile",
-    "our_value": "ours",
-    "article_value": "article",
-    "difference": "difference",
-    "article_metric": "metric",
-    "article_ran": "how the article ran it",
-    "article_epochs": "article epochs",
-    "epochs": "epochs",
-    "trainable_params": "trainable params",
-    "inference_ms_per_image": "ms / image (batch 1)",
-    "throughput_images_per_s": "images / s (batched)",
-}
+COMPARISON_COLUMNS = {"title": "configuration", "kind": "profile", "our_value": "ours",
+                      "article_value": "article", "difference": "difference",
+                      "article_metric": "metric", "article_ran": "how the article ran it",
+                      "article_epochs": "article epochs", "epochs": "epochs",
+                      "trainable_params": "trainable params",
+                      "inference_ms_per_image": "ms / image (batch 1)",
+                      "throughput_images_per_s": "images / s (batched)"}
 
 
 def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] | None = None):
-    """A compact table of runs beside their article's numbers, for a notebook to show.
-
-    `extra` adds columns, each computed from one record and placed on that record's row
-    (the table is sorted, so values listed in the records' order would land on wrong rows)."""
+    """Runs beside their article's numbers, for a notebook to show; `extra` adds columns, each
+    computed from a record and put on that record's row (the table is sorted)."""
     shown = _for_readers(summary_table(records), COMPARISON_COLUMNS)
     # a smoke row carries no article figure; a laptop row shows it, but no difference
     shown["difference"] = [d if pd.notna(d) else "n/a (reduced settings)" if pd.notna(a) else "-"
@@ -346,13 +310,11 @@ def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] |
     return shown
 
 
-SUMMARY_COLUMNS = {
-    "nb": "notebook", "model": "model", "strategy": "strategy", "kind": "profile",
-    "our_value": "ours", "article_value": "article", "difference": "difference",
-    "article_metric": "metric", "epochs": "epochs", "trainable_params": "trainable params",
-    "inference_ms_per_image": "ms / image", "throughput_images_per_s": "images / s",
-    "device": "device",
-}
+SUMMARY_COLUMNS = {"nb": "notebook", "model": "model", "strategy": "strategy", "kind": "profile",
+                   "our_value": "ours", "article_value": "article", "difference": "difference",
+                   "article_metric": "metric", "epochs": "epochs",
+                   "trainable_params": "trainable params", "inference_ms_per_image": "ms / image",
+                   "throughput_images_per_s": "images / s", "device": "device"}
 
 
 def summary_for_readers(table):
@@ -369,8 +331,7 @@ class CheckFailed(AssertionError):
 
 
 def check_record(path: Path, *, num_classes: int | None = None, profile: str | None = None) -> dict:
-    """Check that a record is complete and, on the smoke profile, clearly above chance (on the
-    learnable sample data, near-chance accuracy means something is broken); else `CheckFailed`."""
+    """The record, checked complete and (on the learnable smoke data) clearly above chance."""
     record = read_record(path)
     missing = [f for f in RECORD_FIELDS if record.get(f) is None and f != "git_commit"]
     if record["status"] != "ok":
@@ -381,25 +342,20 @@ def check_record(path: Path, *, num_classes: int | None = None, profile: str | N
         chance = 1 / num_classes
         floor = chance + 0.5 * (1 - chance)
         if record["test_accuracy"] < floor:
-            raise CheckFailed(
-                f"{record['title']}: test accuracy {record['test_accuracy']:.2f} is not clearly "
-                f"above chance ({chance:.2f}) on the learnable sample data; expected at least "
-                f"{floor:.2f}"
-            )
+            raise CheckFailed(f"{record['title']}: test accuracy {record['test_accuracy']:.2f} is "
+                              f"not clearly above chance ({chance:.2f}) on the learnable sample "
+                              f"data; expected at least {floor:.2f}")
     return record
 
 
-ARTICLE_COLUMNS = {
-    "train_accuracy": "train accuracy", "train_loss": "train loss",
-    "val_accuracy": "validation accuracy", "val_loss": "validation loss",
-    "test_accuracy": "test accuracy", "trainable_params": "trainable params",
-    "inference_ms_per_image": "ms / image",
-}
+ARTICLE_COLUMNS = {"train_accuracy": "train accuracy", "train_loss": "train loss",
+                   "val_accuracy": "validation accuracy", "val_loss": "validation loss",
+                   "test_accuracy": "test accuracy", "trainable_params": "trainable params",
+                   "inference_ms_per_image": "ms / image"}
 
 
 def side_by_side(records: list[dict]):
-    """Ours and the article's value of each `ARTICLE_COLUMNS` figure, per configuration
-    (columns: a (metric, "ours" / "article") MultiIndex, indexed by model and strategy)."""
+    """Ours and the article's value of each `ARTICLE_COLUMNS` figure, per model and strategy."""
     rows = []
     for record in records:
         article = article_result(record["notebook"], record["model"], record["strategy"]) or {}
@@ -432,8 +388,7 @@ def to_markdown(table) -> str:
 
 
 def write_summary(table, folder: Path) -> tuple[Path, Path]:
-    """reports/results.csv (every column, a profile on each row) and reports/results.md (the
-    readers' columns, one table per profile: full, laptop and smoke runs never mix)."""
+    """results.csv (every column) and results.md (readers' columns, a table per profile)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = folder / "results.csv", folder / "results.md"

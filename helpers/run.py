@@ -1,20 +1,12 @@
-"""Run the notebooks headless and build the report.
+"""Run the notebooks headless with papermill into reports/<profile>/, as HTML too, and write
+an index page with the summary table; a failing notebook does not stop the others.
 
     python -m helpers.run --profile smoke                  # every notebook (make demo)
-    python -m helpers.run --profile laptop                 # the real data, sized for a CPU
-    python -m helpers.run --profile full                   # the articles' settings (make reproduce)
     python -m helpers.run --only 03 05 -p EPOCHS 2         # a subset, with parameters
     python -m helpers.run --profile full --shard 2/4       # share 2 of a rerun split in 4
 
-Each notebook is executed with papermill into reports/<profile>/<notebook>.ipynb and rendered
-to HTML beside it; reports/<profile>/index.html links them all, with the summary table. A
-failing notebook is reported, the others still run, and the exit code says so. Records
-accumulate in results/<profile>/, so re-running never loses earlier results.
-
-With --shard K/N the rerun is cut into units (each notebook; notebook 03 per configuration),
-and this process runs every N-th unit from the K-th: N machines sharing the results and
-reports folders train each configuration once. The share that finishes last runs notebooks
-07 and 06 and writes the report.
+With --shard K/N, N machines sharing the results and reports folders train each unit (a
+notebook, or one configuration of notebook 03) once; the share finishing last writes the report.
 """
 
 from __future__ import annotations
@@ -33,7 +25,6 @@ from helpers import config
 @dataclass
 class Outcome:
     """How one notebook's run went."""
-
     notebook: str
     ok: bool
     seconds: float
@@ -66,7 +57,6 @@ def render_html(notebook: Path) -> Path:
     """The executed notebook as a standalone HTML page beside it."""
     import nbformat
     from nbconvert import HTMLExporter
-
     exporter = HTMLExporter(template_name="lab")
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     target = notebook.with_suffix(".html")
@@ -75,12 +65,11 @@ def render_html(notebook: Path) -> Path:
 
 
 def _kernel_manager_class():
-    """Kernels that talk over local sockets where the OS has them (no network port), each in a
-    folder of its own: runners side by side (shares of a rerun) must not share socket files."""
+    """Kernels on local sockets (no network port) where the OS has them, each in its own folder
+    so runners side by side never share socket files."""
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
-
     class LocalKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             if os.name == "posix":
@@ -95,14 +84,12 @@ def _kernel_manager_class():
 def execute(notebook: Path, output: Path, parameters: dict, progress: bool = True) -> Outcome:
     """Run one notebook with papermill; never raises for a failing notebook."""
     import papermill
-
     started, error_text = time.perf_counter(), ""
     try:
-        papermill.execute_notebook(
-            str(notebook), str(output), parameters=parameters, cwd=str(notebook.parent),
-            progress_bar=progress, kernel_name="python3", request_save_on_cell_execute=True,
-            kernel_manager_class=_kernel_manager_class(),
-        )
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
+                                   cwd=str(notebook.parent), progress_bar=progress,
+                                   kernel_name="python3", request_save_on_cell_execute=True,
+                                   kernel_manager_class=_kernel_manager_class())
     except papermill.PapermillExecutionError as error:
         error_text = f"{error.ename}: {error.evalue}".strip()
     except Exception as error:  # noqa: BLE001 - a dead kernel or a bad file must not stop the rest
@@ -111,8 +98,7 @@ def execute(notebook: Path, output: Path, parameters: dict, progress: bool = Tru
 
 
 def _notebook_rows(folder: Path, outcomes: list[Outcome]) -> list[str]:
-    """One row per notebook run now, and per notebook executed into `folder` by an earlier run
-    (a run of a subset keeps the others' pages reachable)."""
+    """One row per notebook run now or executed into `folder` by an earlier run."""
     now = {o.notebook: o for o in outcomes}
     earlier = {p.stem for p in folder.glob("*.ipynb") if p.stem.split("__")[0] in config.NOTEBOOKS}
     rows = []
@@ -125,17 +111,14 @@ def _notebook_rows(folder: Path, outcomes: list[Outcome]) -> list[str]:
         else:
             status = "ok" if outcome.ok else f"failed: {html.escape(outcome.error)}"
             css, seconds = ("ok" if outcome.ok else "bad"), f"{outcome.seconds:.0f} s"
-        rows.append(
-            f"<tr><td><a href='{stem}.html'>{stem}</a></td><td class='{css}'>{status}</td>"
-            f"<td>{seconds}</td><td><a href='{stem}.ipynb'>ipynb</a></td></tr>"
-        )
+        rows.append(f"<tr><td><a href='{stem}.html'>{stem}</a></td><td class='{css}'>{status}</td>"
+                    f"<td>{seconds}</td><td><a href='{stem}.ipynb'>ipynb</a></td></tr>")
     return rows
 
 
 def _summary_html(profile: str, results_dir: Path) -> str:
     """The readers' summary of the profile's records, read from the records themselves."""
     from helpers.results import load_records, summary_for_readers, summary_table
-
     records, _ = load_records(results_dir)
     records = [r for r in records if r.get("profile") == profile]
     where = html.escape(str(results_dir))
@@ -186,15 +169,13 @@ notebook 06 writes the same table to results.csv and results.md.</p>
 @dataclass(frozen=True)
 class Unit:
     """One notebook execution of a rerun: a whole notebook, or one configuration of notebook 03."""
-
     notebook: str
     name: str  # the executed notebook's file stem
     parameters: dict
 
 
 def units(notebooks: list[str], profile: str, parameters: dict, split: bool) -> list[Unit]:
-    """The notebooks that train, in order; with `split`, notebook 03 as one unit per
-    configuration (each is trained by exactly one share of a rerun)."""
+    """The notebooks that train, in order; with `split`, notebook 03 as one unit per configuration."""
     found = []
     for stem in notebooks:
         if stem in config.READS_RECORDS:
@@ -276,10 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         text, ready = preflight.report([p.stem for p in notebooks], Path(data_dir) if data_dir else None,
                                        profile=args.profile)
         print(text, flush=True)
-        if args.check_only:
+        if args.check_only or not ready:
             return 0 if ready else 1
-        if not ready:
-            return 1
         print()
 
     paths = {p.stem: p for p in notebooks}

@@ -1,9 +1,8 @@
-"""Generated sample data for the offline smoke profile: coloured shapes, one class per
-shape and colour, learnable on purpose (a pipeline that misaligns images and labels
-shows up as chance-level accuracy)."""
+"""Generated, learnable sample data for the offline smoke profile: coloured shapes."""
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 import io
 import os
@@ -19,12 +18,6 @@ from helpers.config import cache_dir
 SAMPLE_VERSION = "v1"  # bump when the generator changes, so caches are rebuilt
 
 
-def _palette(num_classes: int) -> list[tuple[int, int, int]]:
-    import colorsys
-
-    hues = [colorsys.hsv_to_rgb(k / num_classes, 0.85, 0.95) for k in range(num_classes)]
-    return [tuple(int(255 * c) for c in rgb) for rgb in hues]
-
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond", "hbar", "vbar", "x", "dots")
 
@@ -37,7 +30,8 @@ def draw_sample(label: int, num_classes: int, size: int, rng: np.random.Generato
     array = np.clip(background + rng.normal(0, 18, size=(size, size, 3)), 0, 255)
     image = Image.fromarray(array.astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    colour = np.array(_palette(num_classes)[(label + colour_shift) % num_classes])
+    hue = ((label + colour_shift) % num_classes) / num_classes
+    colour = np.array([int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.85, 0.95)])
     colour = colour + rng.integers(-25, 26, size=3)
     fill = tuple(int(c) for c in np.clip(colour, 0, 255))
     extent = rng.uniform(0.35, 0.6) * size
@@ -109,11 +103,8 @@ def _write_odd_files(folder: Path, label: int, num_classes: int, rng: np.random.
 
 def sample_folder(name: str, class_names: Sequence[str], per_class: dict[str, int], *,
                   odd_files: bool = True, seed: int = 0) -> Path:
-    """Generate (once, into the cache) an image-folder data set of coloured shapes.
-
-    `per_class` maps a subfolder to the images per class in it, e.g. {"": 70} for one
-    class-per-subfolder tree, {"train": 200, "validation": 100} for the article's. With
-    `odd_files`, the first class of the first subfolder also gets `_write_odd_files`'s files."""
+    """Generate (once, into the cache) a folder data set with `per_class[subfolder]` images per
+    class, e.g. {"train": 200, "validation": 100}; `odd_files` adds broken and odd files."""
     key = f"{name}-{SAMPLE_VERSION}-{seed}-" + hashlib.sha1(
         repr((list(class_names), sorted(per_class.items()), odd_files)).encode()
     ).hexdigest()[:8]

@@ -1,7 +1,4 @@
-"""The setup cell every notebook opens with: `check()` prints versions and hardware, warns
-when versions differ from the pins in requirements.txt, and makes the course's own errors
-show as one sentence instead of a stack trace.
-"""
+"""The setup cell every notebook opens with: versions, hardware, one-sentence errors."""
 
 from __future__ import annotations
 
@@ -52,8 +49,7 @@ def _short_errors() -> None:
 
 @contextlib.contextmanager
 def quiet_stderr():
-    """Hide what C++ libraries print on file descriptor 2 (TensorFlow's start-up lines
-    about oneDNN and missing CUDA drivers are written before its log level applies)."""
+    """Hide what C++ libraries (TensorFlow at start-up) print on file descriptor 2."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -92,7 +88,6 @@ def check(profile: str | None = None) -> None:
     if "google.colab" in sys.modules:
         lines.append("Running on Google Colab.")
     print("\n".join(lines))
-    # fit on a tf.data pipeline warns that shuffle=True (its default) is ignored: the course's
-    # pipelines shuffle themselves, with the seed
+    # fit warns that shuffle=True is ignored on tf.data; the pipelines shuffle with the seed
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     _short_errors()

@@ -1,7 +1,5 @@
-"""The chores around `fit` (the notebooks call `compile` and `fit` themselves): the device
-(precision policy, XLA, distribution strategy, determinism), and callbacks that time every
-phase and resume an interrupted one.
-"""
+"""The chores around `fit`: the device (precision, XLA, distribution, determinism), and
+callbacks that time every phase and resume an interrupted one."""
 
 from __future__ import annotations
 
@@ -19,13 +17,10 @@ import tensorflow as tf
 from helpers import data
 from helpers.config import CourseError, Settings
 
-# ------------------------------------------------------------------------- device
-
 
 @dataclass(frozen=True)
 class Device:
     """Where and how training runs."""
-
     name: str
     gpus: int
     mixed_precision: bool
@@ -62,18 +57,16 @@ def precision_policy(mixed_precision: bool | None, has_gpu: bool) -> str:
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy (data parallel) when several GPUs are visible, else the default one.
-    (Across machines, `python -m helpers.run --shard` splits a rerun instead: Keras 3's `fit`
-    under MultiWorkerMirroredStrategy fails upstream, keras-team/keras#20585.)"""
+    """MirroredStrategy when several GPUs are visible, else the default one (across machines,
+    `helpers.run --shard` splits a rerun: keras-team/keras#20585)."""
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
 def configure_device(settings: Settings) -> Device:
-    """Set the precision policy and pick the distribution strategy; call before building models.
-    On a CPU, op determinism is on (the same seed gives the same metrics) unless XLA = True asks
-    for XLA, which Keras refuses with it. On a GPU, XLA is on and determinism off (it is slow)."""
+    """Set the precision policy and pick the strategy before building models; on a CPU op
+    determinism is on unless XLA = True, on a GPU XLA is on and determinism off."""
     gpus = len(tf.config.list_physical_devices("GPU"))
     policy = precision_policy(settings.mixed_precision, bool(gpus))
     keras.mixed_precision.set_global_policy(policy)
@@ -89,17 +82,13 @@ def configure_device(settings: Settings) -> Device:
                   deterministic=deterministic)
 
 
-# ---------------------------------------------------------------- log and resume
-
-
 class TrainingDiverged(CourseError):
     """The loss became NaN or infinite."""
 
 
 class Resume(keras.callbacks.Callback):
-    """Back the model up into `folder` after every epoch (atomically); a `fit` started again with
-    the same folder restores weights and optimizer state and continues at the next epoch. A
-    finished phase is restored whole (with early stopping: the weights it ended with)."""
+    """Back the model up into `folder` after every epoch; a `fit` started again with the same
+    folder restores weights and optimizer state and continues at the next epoch."""
 
     def __init__(self, folder: Path):
         super().__init__()
@@ -107,8 +96,7 @@ class Resume(keras.callbacks.Callback):
         self.resumed = 0  # epochs this fit restored instead of running them again
 
     def _seeds(self) -> list:
-        """The random-number state of Dropout and augmentation layers, which the weights file
-        leaves out: a resumed epoch then drops the same units as an uninterrupted one."""
+        """The random-number state of Dropout and augmentation layers (not in the weights file)."""
         return [generator.state for layer in self.model._flatten_layers()
                 for generator in getattr(layer, "_seed_generators", [])]
 
@@ -134,9 +122,7 @@ class Resume(keras.callbacks.Callback):
         for variable, value in zip(self._seeds(), self.state.get("seeds", [])):
             variable.assign(value)
         self.resumed = self.state["epoch"] - self.state["start"]
-        # Where fit continues (what Keras's BackupAndRestore sets too); a finished phase
-        # continues at its last epoch, so no epoch runs again.
-        self.model._initial_epoch = self.state["epoch"]
+        self.model._initial_epoch = self.state["epoch"]  # where fit continues, as BackupAndRestore
 
     def on_epoch_begin(self, epoch, logs=None):
         self.state.setdefault("start", epoch)
@@ -168,8 +154,7 @@ class Timer(keras.callbacks.Callback):
 
 
 def read_log(path: Path, phase: str) -> list[dict]:
-    """The epochs a CSVLogger wrote, 1-based, tagged with the phase (a rerun epoch replaces
-    the earlier row of the same number)."""
+    """The epochs a CSVLogger wrote, 1-based, tagged with the phase (a rerun epoch replaces)."""
     if not Path(path).exists():
         return []
     rows: dict[int, dict] = {}
@@ -194,7 +179,6 @@ def check_finite(rows: list[dict], phase: str) -> None:
     for row in rows:
         loss = row.get("loss")
         if loss is not None and not math.isfinite(loss):
-            raise TrainingDiverged(
-                f"The training loss became {loss} in epoch {row['epoch']} ({phase}); "
-                "lower the learning rate or check the data for broken images or labels."
-            )
+            raise TrainingDiverged(f"The training loss became {loss} in epoch {row['epoch']} "
+                                   f"({phase}); lower the learning rate or check the data for "
+                                   "broken images or labels.")
