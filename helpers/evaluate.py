@@ -127,22 +127,24 @@ def call_times(call: Callable[[], object], *, repeats: int, warmup: int, max_sec
     return times
 
 
-def latency_ms(model: keras.Model, *, repeats: int = 100, warmup: int = 5,
-               max_seconds: float = 1.5) -> float:
-    """Median milliseconds of a batch-1 call of the compiled model after warm-up (`call_times`)."""
-    infer = inference_function(model)
-    x = tf.random.uniform((1, *model.input_shape[1:]), 0, 255, seed=0)
-    times = call_times(lambda: infer(x).numpy(), repeats=repeats, warmup=warmup,
+def _timed_call(model, batch_size: int) -> Callable[[], object]:
+    """A call of the compiled Keras model (or a `lite.LiteModel`) on a random batch."""
+    call = inference_function(model) if isinstance(model, keras.Model) else model
+    x = tf.random.uniform((batch_size, *model.input_shape[1:]), 0, 255, seed=0)
+    return lambda: np.asarray(call(x))
+
+
+def latency_ms(model, *, repeats: int = 100, warmup: int = 5, max_seconds: float = 1.5) -> float:
+    """Median milliseconds of a batch-1 call after warm-up (`call_times`): the compiled Keras
+    model, or a LiteRT one (`lite.LiteModel`)."""
+    times = call_times(_timed_call(model, 1), repeats=repeats, warmup=warmup,
                        max_seconds=max_seconds, at_least=5)
     return 1000 * statistics.median(times)
 
 
-def throughput(model: keras.Model, *, batch_size: int = 64, repeats: int = 10,
-               max_seconds: float = 2.0) -> float:
+def throughput(model, *, batch_size: int = 64, repeats: int = 10, max_seconds: float = 2.0) -> float:
     """Images per second at a large batch, after one warm-up call (`call_times`)."""
-    infer = inference_function(model)
-    x = tf.random.uniform((batch_size, *model.input_shape[1:]), 0, 255, seed=0)
-    times = call_times(lambda: infer(x).numpy(), repeats=repeats, warmup=1,
+    times = call_times(_timed_call(model, batch_size), repeats=repeats, warmup=1,
                        max_seconds=max_seconds, at_least=1)
     return batch_size * len(times) / sum(times)
 

@@ -3,17 +3,17 @@ Every format takes raw 0-255 float32 pixels and returns float32 logits, as the K
 
     files = lite.convert(model, lite.representative_images(data.train, 100, seed=42))
     small = lite.LiteModel(files["int8"])
-    small.predict(data.test).accuracy, small.latency_ms(), small.size_mb
+    small.predict(data.test).accuracy, evaluate.latency_ms(small), small.size_mb
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import keras
 import numpy as np
@@ -133,6 +133,7 @@ class LiteModel:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.image_shape = tuple(int(d) for d in self.input["shape"][1:])
+        self.input_shape = (None, *self.image_shape)  # as a Keras model's, for evaluate's timings
         self._batch = 0
 
     @property
@@ -154,25 +155,6 @@ class LiteModel:
     def predict(self, examples: tf.data.Dataset, batch_size: int = 32) -> evaluate.Predictions:
         """Logits and labels of a split, in its order, as `evaluate.predict` gives them."""
         return evaluate.predict_with(lambda images: self(images.numpy()), examples, batch_size)
-
-    def _random_images(self, count: int) -> np.ndarray:
-        shape = (count, *self.image_shape)
-        return np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
-
-    def latency_ms(self, *, repeats: int = 100, warmup: int = 5, max_seconds: float = 1.5) -> float:
-        """Median milliseconds of one batch-1 call after warm-up, as `evaluate.latency_ms`."""
-        x = self._random_images(1)
-        times = evaluate.call_times(lambda: self(x), repeats=repeats, warmup=warmup,
-                                    max_seconds=max_seconds, at_least=5)
-        return 1000 * statistics.median(times)
-
-    def throughput(self, *, batch_size: int = 32, repeats: int = 5,
-                   max_seconds: float = 1.0) -> float:
-        """Images per second at a large batch, after one warm-up call."""
-        x = self._random_images(batch_size)
-        times = evaluate.call_times(lambda: self(x), repeats=repeats, warmup=1,
-                                    max_seconds=max_seconds, at_least=1)
-        return batch_size * len(times) / sum(times)
 
 
 def agreement(first: evaluate.Predictions, second: evaluate.Predictions) -> float:
@@ -232,18 +214,11 @@ def light_models(settings: config.Settings) -> list[Source]:
 def training_data(record: dict) -> data_module.ImageData:
     """The data set a model was trained on, split as its notebook split it (same settings, seed)."""
     # nothing trains here: the full profile's warning about hours of training on a CPU is moot
-    before = os.environ.get("COURSE_FULL_ON_CPU")
-    os.environ["COURSE_FULL_ON_CPU"] = "1"
-    try:
+    with mock.patch.dict(os.environ, {"COURSE_FULL_ON_CPU": "1"}):
         settings = config.resolve(
             record["notebook"], profile=record["profile"], image_size=record["image_size"],
             limit=record["limit"], seed=record["seed"], data_dir=record["data_dir"],
             batch_size=record["batch_size"])
-    finally:
-        if before is None:
-            del os.environ["COURSE_FULL_ON_CPU"]
-        else:
-            os.environ["COURSE_FULL_ON_CPU"] = before
     return SOURCE_NOTEBOOKS[record["notebook"]](settings)
 
 
@@ -270,6 +245,7 @@ def new_record(settings: config.Settings, source: Source, kind: str, tflite: Lit
         **{field: source.record.get(field) for field in FROM_SOURCE},
         val_accuracy=val.accuracy, val_loss=val.loss,
         test_accuracy=test.accuracy, test_loss=test.loss,
-        inference_ms_per_image=tflite.latency_ms(), throughput_images_per_s=tflite.throughput(batch_size=batch),
+        inference_ms_per_image=evaluate.latency_ms(tflite),
+        throughput_images_per_s=evaluate.throughput(tflite, batch_size=batch, repeats=5, max_seconds=1.0),
         throughput_batch_size=batch, device=device_name(), model_size_mb=tflite.size_mb, **values,
     )

@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not files:
             raise CourseError(f"No files found in {', '.join(args.paths)}; give image files or folders that hold them.")
         model, class_names = load_model(args.model)
-        table = predict_paths(model, class_names, files, top=args.top)
+        table = predict_paths(model, class_names, args.paths, top=args.top)
         if args.csv:
             try:
                 table.to_csv(args.csv, index=False)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import math
@@ -31,70 +32,22 @@ EXTRA_FIELDS = (
     "variant", "throughput_batch_size", "settings_key", "data_dir",
 )
 
+# What each article reported, one row per configuration: the table a reader can open.
+_CLAIMS_FILE = Path(__file__).with_name("article_claims.csv")
+_CLAIM_TYPES = {"value": float, "epochs": int, "fine_tune_epochs": int, "image_size": int,
+                "train_accuracy": float, "train_loss": float, "val_accuracy": float,
+                "val_loss": float, "trainable_params": int, "inference_ms_per_image": float}
+
+
+def _read_claims() -> list[dict[str, Any]]:
+    with open(_CLAIMS_FILE, newline="", encoding="utf-8") as file:
+        return [{key: _CLAIM_TYPES.get(key, str)(value) for key, value in row.items() if value}
+                for row in csv.DictReader(file)]
+
+
+ARTICLE_RESULTS: list[dict[str, Any]] = _read_claims()
 # Each notebook's article, by title: readers never see the articles' file numbers.
-NOTEBOOK_ARTICLE = {
-    "01_cifar10_resnet50_vs_mobilenet":
-        "MobileNet vs ResNet50 - Two CNN Transfer Learning Light Frameworks",
-    "02_cifar10_resnet50_upsampling_finetune": "Supercharge Your AI: ResNet50 Transfer Learning Unleashed",
-    "03_tf_flowers_unfreezing_strategies": "Analysis of Transfer Learning with ResNet50 and MobileNet",
-    "04_animals_mobilenetv2_vs_efficientnetv2":
-        "Comparison of two ML Models using transfer learning for image classification",
-    "05_cats_vs_dogs_feature_extraction":
-        "Exploring Transfer Learning for Image Classification with MobileNet",
-}
-
-
-def _row(notebook, model, strategy, metric, value, epochs, fine_tune_epochs, image_size, **more):
-    return {"notebook": notebook, "article": NOTEBOOK_ARTICLE[notebook], "model": model,
-            "strategy": strategy, "metric": metric, "value": value, "epochs": epochs,
-            "fine_tune_epochs": fine_tune_epochs, "image_size": image_size,
-            "article_ran": more.pop("article_ran", "as the notebook"), **more}
-
-
-_NB3 = "03_tf_flowers_unfreezing_strategies"
-# notebook 03's article, its table: strategy, train acc, train loss, val acc, val loss, test acc, params, ms/image
-_ARTICLE_002 = {
-    "resnet50": [("frozen", 0.8350, 0.4599, 0.8791, 0.3289, 0.9210, 10_245, 206.32),
-                 ("layers:5", 0.9545, 0.1128, 0.8949, 0.2742, 0.9210, 1_064_965, 206.29),
-                 ("layers:10", 0.9786, 0.0731, 0.9079, 0.2773, 0.9155, 4_475_909, 104.79),
-                 ("layers:40", 0.9708, 0.0870, 0.9239, 0.2514, 0.9210, 15_842_053, 104.63),
-                 ("blocks:2", 0.9560, 0.1602, 0.8989, 0.2956, 0.9183, 8_941_573, 87.03),
-                 ("blocks:4", 0.8986, 0.3159, 0.8941, 0.3222, 0.9101, 16_104_965, 93.07),
-                 ("blocks:10", 0.9662, 0.1513, 0.8964, 0.29480, 0.9319, 22_375_685, 84.17)],
-    "mobilenet": [("frozen", 0.7715, 0.6178, 0.8540, 0.4250, 0.9019, 5_125, 52.53),
-                  ("layers:5", 0.9545, 0.1459, 0.8905, 0.3230, 0.8856, 1_057_797, 48.95),
-                  ("layers:10", 0.9621, 0.1308, 0.8944, 0.2857, 0.8828, 1_593_349, 37.09),
-                  ("layers:40", 0.9717, 0.0859, 0.9101, 0.2770, 0.8801, 2_937_349, 53.15),
-                  ("blocks:2", 0.9094, 0.2819, 0.8806, 0.3166, 0.9183, 1_598_981, 37.15),
-                  ("blocks:4", 0.9132, 0.2582, 0.8799, 0.3319, 0.9237, 2_136_581, 37.91),
-                  ("blocks:10", 0.9321, 0.2285, 0.8777, 0.3189, 0.9128, 3_181_445, 53.26)],
-}
-
-ARTICLE_RESULTS: list[dict[str, Any]] = [
-    _row("01_cifar10_resnet50_vs_mobilenet", "resnet50", "all", "test_accuracy", 0.81, 30, 0, 32,
-         note="'ResNet-50 has accuracy 81% in 30 epochs'"),
-    _row("01_cifar10_resnet50_vs_mobilenet", "mobilenet", "all", "test_accuracy", 0.65, 100, 0, 32,
-         note="'MobileNet has accuracy 65% in 100 epochs'",
-         article_ran="after ResNet50, with its optimizer and callback (possibly at a reduced rate)"),
-    _row("02_cifar10_resnet50_upsampling_finetune", "resnet50", "from:100", "val_accuracy", 0.9402,
-         5, 4, 224, article_ran="every layer trained in both phases (fine_tune_at never applied)",
-         note="validation accuracy after the 4th fine-tuning epoch (0.936, 0.918, 0.942, 0.940; "
-              "the 5th was cut off); no test accuracy is shown"),
-    *[
-        _row(_NB3, model, s, "test_accuracy", test, 5, 0 if s == "frozen" else 15, 224,
-             train_accuracy=tr_acc, train_loss=tr_loss, val_accuracy=v_acc, val_loss=v_loss,
-             trainable_params=params, inference_ms_per_image=ms)
-        for model, rows in _ARTICLE_002.items()
-        for s, tr_acc, tr_loss, v_acc, v_loss, test, params, ms in rows
-    ],
-    _row("04_animals_mobilenetv2_vs_efficientnetv2", "mobilenet_v2", "frozen", "test_accuracy",
-         0.9624, 10, 0, 224, note="'10 epochs with early stopping' (perhaps stopped at epoch 10 of a "
-                                  "larger budget); image size not stated"),
-    _row("04_animals_mobilenetv2_vs_efficientnetv2", "efficientnetv2_b0", "frozen", "test_accuracy",
-         0.9766, 25, 0, 224, note="25 epochs; image size not stated"),
-    _row("05_cats_vs_dogs_feature_extraction", "mobilenet_v2", "frozen", "test_accuracy", 0.9818,
-         10, 0, 160, note="test set carved from validation batches after a reshuffle"),
-]
+NOTEBOOK_ARTICLE = {row["notebook"]: row["article"] for row in ARTICLE_RESULTS}
 
 
 def article_results():

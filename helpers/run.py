@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import html
 import os
+import string
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -138,29 +139,10 @@ def write_index(folder: Path, profile: str, outcomes: list[Outcome], results_dir
                   "than the articles; the articles' numbers are shown for orientation, not compared.",
         "full": "Full profile: the articles' settings on the real data.",
     }[profile]
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Transfer-learning course: {profile} report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; }}
-table {{ border-collapse: collapse; font-size: 0.9rem; }} th {{ background: #f3f3f3; }}
-td, th {{ padding: 0.3rem 0.7rem; border-bottom: 1px solid #ddd; text-align: left; }}
-.ok {{ color: #1a7f37; }} .bad {{ color: #cf222e; }} .note {{ background: #fff8c5; padding: 0.6rem; }}
-</style></head><body>
-<h1>Transfer-learning course: {profile} report</h1>
-<p class="note">{note}</p>
-<p>Read them simplest first: 05 (a frozen base and a new head), 04 (two frozen bases, features
-computed once), 02 (freeze, then fine-tune), 03 (what to unfreeze), 01 (whole networks at
-32x32), then 06 (every run next to its article) and 07 (the light models on a device).</p>
-<h2>Notebooks</h2>
-<table><tr><th>notebook</th><th>status</th><th>time</th><th>executed</th></tr>
-{''.join(_notebook_rows(folder, outcomes))}
-</table>
-<h2>Every run next to its article</h2>
-{_summary_html(profile, results_dir)}
-<p>Generated {time.strftime('%Y-%m-%d %H:%M')} from the records under {html.escape(str(results_dir))};
-notebook 06 writes the same table to results.csv and results.md.</p>
-</body></html>
-"""
+    page = string.Template((Path(__file__).parent / "index_page.html").read_text())
+    page = page.substitute(profile=profile, note=note, rows="".join(_notebook_rows(folder, outcomes)),
+                           summary=_summary_html(profile, results_dir), where=html.escape(str(results_dir)),
+                           when=time.strftime("%Y-%m-%d %H:%M"))
     target = folder / "index.html"
     target.write_text(page, encoding="utf-8")
     return target

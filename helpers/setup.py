@@ -24,14 +24,6 @@ def pinned_versions() -> dict[str, str]:
     return {match.group(1).lower(): match.group(2) for match in matches if match}
 
 
-def installed_version(package: str) -> str | None:
-    """The installed version of a package, or None."""
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _short_errors() -> None:
     """Show CourseError as its one-sentence message; the cell still fails, so papermill stops."""
     try:
@@ -72,7 +64,11 @@ def check(profile: str | None = None) -> None:
              f"Keras {keras.__version__}"]
     pins, differ = pinned_versions(), []
     for package in PINNED:
-        have, want = installed_version(package), pins.get(package)
+        try:
+            have = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            have = None
+        want = pins.get(package)
         if want and have and have != want:
             differ.append(f"{package} {have} (tested with {want})")
         elif want and not have:

@@ -74,8 +74,8 @@ def test_predict_on_a_split_keeps_its_order_and_agrees_with_keras(converted):
 def test_latency_and_throughput_are_positive(converted):
     _, files = converted
     tflite = lite.LiteModel(files["float32"])
-    assert tflite.latency_ms(repeats=5, warmup=1) > 0
-    assert tflite.throughput(batch_size=4, repeats=2) > 0
+    assert evaluate.latency_ms(tflite, repeats=5, warmup=1) > 0
+    assert evaluate.throughput(tflite, batch_size=4, repeats=2) > 0
     assert tflite.size_mb == len(files["float32"]) / 2**20
 
 
