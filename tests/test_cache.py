@@ -292,3 +292,27 @@ def test_xla_compiles_the_trainable_part_and_a_head_on_cached_features(images, t
     finally:
         train.configure_device(config.resolve("03_tf_flowers_unfreezing_strategies", profile="smoke",
                                               results_dir=tmp_path))
+
+
+def test_the_record_says_which_phases_xla_compiled(images, tmp_path, capsys):
+    """Phase 1 end to end without XLA, phase 2 on the cached frozen part with XLA: the record
+    names only the phase that really was compiled with XLA, and so does the closing line."""
+    settings = config.resolve("03_tf_flowers_unfreezing_strategies", profile="smoke",
+                              results_dir=tmp_path, xla=True, save_models=False)
+    device = train.configure_device(settings)
+    try:
+        model = build("layers:5")
+        run = experiment.Run(settings, "resnet50", "layers:5")
+        compile_(model, jit_compile=False)
+        fit(model, images.train, images.val, epochs=1, callbacks=run.callbacks("head"))
+        frozen_part, trainable_part = cache.split(model)
+        compile_(trainable_part, jit_compile=device.xla)
+        fit(trainable_part, cache.outputs(frozen_part, images.train, BATCH),
+            cache.outputs(frozen_part, images.val, BATCH), epochs=2, initial_epoch=1,
+            callbacks=run.callbacks("fine-tune"))
+        record = run.finish(model, images)
+    finally:
+        train.configure_device(config.resolve("03_tf_flowers_unfreezing_strategies",
+                                              profile="smoke", results_dir=tmp_path))
+    assert [(p["phase"], p["xla"]) for p in record["phases"]] == [("head", False), ("fine-tune", True)]
+    assert "compiled with XLA: fine-tune" in capsys.readouterr().out
