@@ -25,7 +25,7 @@ with quiet_stderr():  # TensorFlow's start-up lines about oneDNN and CUDA driver
 
     tf.config.list_physical_devices()  # initializes the devices, which also prints
 
-from helpers import backbones, config, data, models, results, samples, train  # noqa: E402
+from helpers import backbones, config, data, evaluate, models, results, samples, train  # noqa: E402
 
 SCRATCH = Path(os.environ.get("BENCH_SCRATCH", "/tmp/bench"))
 REPORTS = config.project_root() / "reports" / "bench"
@@ -187,18 +187,9 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
 
 def call_times(fn: Callable[[], object], *, repeats: int, warmup: int = 1,
                max_seconds: float | None = None, min_repeats: int = 3) -> list[float]:
-    """Seconds of `repeats` calls after `warmup` untimed ones (fewer once `max_seconds`
-    are spent, but at least `min_repeats`)."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    while len(times) < repeats:
-        if max_seconds is not None and len(times) >= min_repeats and sum(times) > max_seconds:
-            break
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+    """`evaluate.call_times`, the records' timing loop, with no time limit by default."""
+    return evaluate.call_times(fn, repeats=repeats, warmup=warmup, at_least=min_repeats,
+                               max_seconds=float("inf") if max_seconds is None else max_seconds)
 
 
 def median(values) -> float:

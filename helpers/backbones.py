@@ -20,6 +20,7 @@ class Backbone:
     paper_source: str
     light: bool  # built for phones: the models notebook 07 ships
     min_size: int = 32
+    weights_sizes: tuple[int, ...] = ()  # image sizes with weights of their own; others get 224's
 
     def constructor(self):
         """The `keras.applications` function that builds this base."""
@@ -35,7 +36,7 @@ class Backbone:
         """The file Keras downloads the no-top ImageNet weights into (~/.keras/models/)."""
         if "{size}" not in self.imagenet_file:
             return self.imagenet_file
-        size = image_size if image_size in (96, 128, 160, 192, 224) else 224
+        size = image_size if image_size in self.weights_sizes else 224
         return self.imagenet_file.format(size=size)
 
 
@@ -46,11 +47,13 @@ BACKBONES: dict[str, Backbone] = {
                  "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
                  2 * 3.8, "He et al. 2016, Table 1: 3.8e9 multiply-adds", light=False),
         Backbone("mobilenet", "MobileNet (v1)", "MobileNet", "tf", r"^conv_(?:dw|pw|pad)_(\d+)(?:_|$)",
-                 "mobilenet_1_0_224_tf_no_top.h5",
-                 2 * 0.569, "Howard et al. 2017, Table 8: 569M multiply-adds", light=True),
+                 "mobilenet_1_0_{size}_tf_no_top.h5",
+                 2 * 0.569, "Howard et al. 2017, Table 8: 569M multiply-adds", light=True,
+                 weights_sizes=(128, 160, 192, 224)),
         Backbone("mobilenet_v2", "MobileNetV2", "MobileNetV2", "tf", r"^(block_\d+|expanded_conv)_",
                  "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
-                 2 * 0.300, "Sandler et al. 2018, Table 4: 300M multiply-adds", light=True),
+                 2 * 0.300, "Sandler et al. 2018, Table 4: 300M multiply-adds", light=True,
+                 weights_sizes=(96, 128, 160, 192, 224)),
         Backbone("efficientnetv2_b0", "EfficientNetV2-B0", "EfficientNetV2B0", "inside",
                  r"^(block\d+[a-z])_", "efficientnetv2-b0_notop.h5",
                  2 * 0.72, "Tan & Le 2021, google/automl efficientnetv2 README: 0.72B", light=True),

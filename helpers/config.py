@@ -42,6 +42,11 @@ def cache_dir() -> Path:
     return path
 
 
+def keras_home() -> Path:
+    """Keras's folder for downloads ($KERAS_HOME, else ~/.keras): models/ and datasets/."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+
+
 def reports_dir(value: Any = None) -> Path:
     """Where reports go: the given folder, $NB_REPORTS_DIR, or reports/ in the checkout."""
     path = Path(value or os.environ.get("NB_REPORTS_DIR") or project_root() / "reports")
@@ -49,9 +54,14 @@ def reports_dir(value: Any = None) -> Path:
     return path.resolve()
 
 
+def env_flag(name: str) -> bool:
+    """Whether an environment variable is set to something other than '', 0, false, no or off."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def offline() -> bool:
     """True when downloads must not even be tried ($COURSE_OFFLINE=1)."""
-    return os.environ.get("COURSE_OFFLINE", "") not in ("", "0", "false", "False")
+    return env_flag("COURSE_OFFLINE")
 
 
 STRATEGY_HELP = (
@@ -95,7 +105,7 @@ _BOTH = ("resnet50", "mobilenet")
 _V2_EFF = ("mobilenet_v2", "efficientnetv2_b0")
 
 # full: the article's settings (bugs fixed), real data, ImageNet weights, meant for a GPU.
-# laptop: real data and ImageNet weights, about ten minutes per notebook on a four-core CPU
+# laptop: real data and ImageNet weights, within 15 minutes per notebook on two CPU cores
 #   (`make bench-laptop`): LIMIT images per split, fewer epochs, smaller images.
 # smoke: offline, generated data, stand-in weights, small images, about two minutes.
 PROFILES: dict[str, dict[str, Profile]] = {
@@ -171,11 +181,11 @@ def choose_profile(profile: Any, notebook: str, limit: Any = None) -> str:
         raise SettingsError(f"PROFILE must be 'auto', 'full', 'laptop' or 'smoke', got {profile!r}.")
     hours = FULL_HOURS.get(notebook, (0, 0))[1]
     if (name == "full" and hours and limit is None and not has_gpu()
-            and os.environ.get("COURSE_FULL_ON_CPU", "") in ("", "0")):
+            and not env_flag("COURSE_FULL_ON_CPU")):
         raise SettingsError(f"PROFILE 'full' would train for about {hours:g} hours on this "
                             "machine, which has no GPU; use PROFILE = 'laptop' (the real data, "
-                            "about ten minutes) or 'smoke' (offline, two minutes), or set "
-                            "COURSE_FULL_ON_CPU=1 to go ahead.")
+                            "within 15 minutes on two cores) or 'smoke' (offline, two minutes), "
+                            "or set COURSE_FULL_ON_CPU=1 to go ahead.")
     return name
 
 

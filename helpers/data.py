@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from helpers.config import Settings, SettingsError, offline, project_root
+from helpers.config import Settings, SettingsError, keras_home, offline, project_root
 from helpers.folders import DataError, FolderScan, is_data, scan_folder
 from helpers.samples import sample_arrays, sample_folder
 
@@ -94,7 +94,7 @@ class ImageData:
                          "smallest; accuracy alone can flatter a model here, read the per-class "
                          "report.")
         if self.converted:
-            lines.append(f"converted {self.converted} images to RGB (grayscale, CMYK, 16-bit, ...)")
+            lines.append(f"converted {self.converted} images to RGB (CMYK, 16-bit, grey with alpha, ...)")
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} files that cannot be read:")
             lines += [f"  {path}: {reason}" for path, reason in self.skipped[:10]]
@@ -598,15 +598,11 @@ def read_cifar10(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.nd
     return (x_train, y_train), parts["test_batch"]
 
 
-def _keras_home() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-
-
 def find_cifar10(base: Path | None) -> Path | None:
     """A local copy of CIFAR-10: in `base`, in data/, or in Keras's download cache."""
     places = [base] if base is not None else []
-    places += [default_data_root(), _keras_home() / "datasets",
-               _keras_home() / "datasets" / "cifar-10-batches-py-target"]
+    places += [default_data_root(), keras_home() / "datasets",
+               keras_home() / "datasets" / "cifar-10-batches-py-target"]
     for place in places:
         for candidate in (place / "cifar-10-batches-py", place / "cifar-10-python.tar.gz", place):
             if candidate.is_dir() and (candidate / "data_batch_1").is_file():
@@ -635,7 +631,7 @@ def load_cifar10_arrays(settings: Settings):
     if not can_download(CIFAR10_URL):
         raise DataError(f"CIFAR-10 is not on this machine and {CIFAR10_URL} cannot be reached; put "
                         "cifar-10-python.tar.gz (or the extracted cifar-10-batches-py/) into "
-                        f"{default_data_root()}/ or {_keras_home() / 'datasets'}/, where Keras "
+                        f"{default_data_root()}/ or {keras_home() / 'datasets'}/, where Keras "
                         "caches it.")
     import keras
     (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()

@@ -1,8 +1,9 @@
 """Image folders as users have them, scanned once before training. As in Keras's
 `image_dataset_from_directory`, the classes are the root's sorted subfolders and a class's
 images are the files anywhere below it. Hidden names, `__MACOSX`, `Thumbs.db` and `desktop.ini`
-are left out silently; a file that cannot be used is skipped with its reason; odd formats (CMYK,
-16-bit, transparency, very large) are converted to RGB once into the cache.
+are left out silently; a file that cannot be used is skipped with its reason; what TensorFlow
+cannot decode as RGB itself (CMYK, 16-bit, grey with alpha, WebP, TIFF, very large images) is
+converted to RGB once into the cache.
 """
 
 from __future__ import annotations

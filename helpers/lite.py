@@ -30,14 +30,8 @@ FORMATS = {"float32": "float32 weights and arithmetic (the Keras model, as a fla
 
 
 def interpreter_class():
-    """LiteRT's interpreter (`ai-edge-litert`); TensorFlow's deprecated one where it is missing."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import warnings
-
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        Interpreter = tf.lite.Interpreter
+    """LiteRT's interpreter (the `ai-edge-litert` package, which replaces `tf.lite.Interpreter`)."""
+    from ai_edge_litert.interpreter import Interpreter
     return Interpreter
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import backbones, progress, samples
-from helpers.config import CourseError, Settings, SettingsError, cache_dir, offline
+from helpers.config import CourseError, Settings, SettingsError, cache_dir, keras_home
 
 
 @keras.saving.register_keras_serializable(package="helpers")
@@ -71,8 +71,7 @@ WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 def imagenet_file(name: str, image_size: int) -> Path:
     """Where Keras keeps a backbone's downloaded no-top ImageNet weights."""
-    models = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
-    return models / backbones.get(name).weights_file(image_size)
+    return keras_home() / "models" / backbones.get(name).weights_file(image_size)
 
 
 def weights(name: str, settings: Settings) -> str | None:
@@ -85,7 +84,7 @@ def weights(name: str, settings: Settings) -> str | None:
         from helpers.data import can_download
 
         cached = imagenet_file(name, settings.image_size)
-        if not cached.exists() and (offline() or not can_download(WEIGHTS_URL)):
+        if not cached.exists() and not can_download(WEIGHTS_URL):  # offline: not even tried
             raise CourseError(f"The ImageNet weights of {backbones.get(name).title} are not in "
                               f"{cached.parent} and {WEIGHTS_URL} cannot be reached; download "
                               f"{WEIGHTS_URL}{cached.name} into {cached.parent}/, or set WEIGHTS = "

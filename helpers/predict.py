@@ -86,6 +86,9 @@ def predict_paths(model: keras.Model, class_names: Sequence[str], paths: Sequenc
     """One row per file: file, prediction, probability, the `top` classes (multi-class models
     only) and the problem that kept it from being predicted ("" when read)."""
     files = find_files(paths)
+    if not files:
+        raise CourseError(f"No files found in {', '.join(map(str, paths))}; give image files or "
+                          "folders that hold them.")
     roots = [Path(p) for p in paths if Path(p).is_dir()]
     size = int(model.input_shape[1])
     images, problems = load_images(files, size)
@@ -138,9 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=3, help="classes listed per image (multi-class models)")
     args = parser.parse_args(argv)
     try:
-        files = find_files(args.paths)
-        if not files:
-            raise CourseError(f"No files found in {', '.join(args.paths)}; give image files or folders that hold them.")
         model, class_names = load_model(args.model)
         table = predict_paths(model, class_names, args.paths, top=args.top)
         if args.csv:

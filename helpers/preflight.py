@@ -95,7 +95,7 @@ def report(notebooks: list[str], data_dir: Path | None = None,
         lines.append("Rough time: " + ", ".join(f"{n} ~{h:g} h" for n, h in hours if h)
                      + f"; about {sum(h for _, h in hours):g} h in all")
     else:
-        lines.append("Rough time: about ten minutes per notebook on a four-core laptop CPU "
+        lines.append("Rough time: within 15 minutes per notebook on two CPU cores "
                      "(make bench-laptop)")
     missing = [i for i in items if i.status == "missing"]
     if missing:

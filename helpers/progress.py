@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
+
+from helpers.config import env_flag
 
 T = TypeVar("T")
 
 
 def headless() -> bool:
     """True when nobody watches the output as it is written ($COURSE_HEADLESS)."""
-    return os.environ.get("COURSE_HEADLESS", "") not in ("", "0", "false", "False")
+    return env_flag("COURSE_HEADLESS")
 
 
 def bar(items: Iterable[T], total: int | None = None, what: str = "") -> Iterator[T]:

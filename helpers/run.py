@@ -275,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nReport: {index_page}")
     else:
         left = [u.name for u in plan if not (done / f"{u.name}.done").exists()]
-        print(f"\nShare {share}/{shares} done; {len(left)} unit(s) of other shares still to run, "
-              "the share that finishes last writes the report.")
+        print(f"\nShare {share}/{shares} done; {len(left)} unit(s) not finished yet (running in "
+              "other shares, or failed: rerun their share); the share that finishes last writes "
+              "the report.")
     failed = [o for o in outcomes if not o.ok]
     if failed:
         print(f"{len(failed)} of {len(outcomes)} notebooks failed:")

@@ -98,6 +98,10 @@ def test_imagenet_file_names_are_keras_cache_names():
     assert backbones.get("mobilenet_v2").weights_file(160).endswith("_1.0_160_no_top.h5")
     assert backbones.get("mobilenet_v2").weights_file(64).endswith("_1.0_224_no_top.h5")
     assert backbones.get("resnet50").weights_file(32) == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    # MobileNet v1 has weights for 128, 160, 192 and 224 pixels (not 96, which MobileNetV2 has)
+    assert backbones.get("mobilenet").weights_file(128) == "mobilenet_1_0_128_tf_no_top.h5"
+    assert backbones.get("mobilenet").weights_file(96) == "mobilenet_1_0_224_tf_no_top.h5"
+    assert backbones.get("mobilenet_v2").weights_file(96).endswith("_1.0_96_no_top.h5")
 
 
 def test_unknown_backbone_lists_the_valid_names():

@@ -109,6 +109,31 @@ def test_fine_tuning_on_the_cached_frozen_part_trains_the_same_model(images, str
     assert all(not np.allclose(a, b) for a, b in zip(after, before))  # every trainable weight moved
 
 
+def test_a_head_trained_on_features_computed_once_trains_the_same_model(images):
+    """Notebooks 04 and 05's way: `features` (pixels to pooled features) runs once, a separate
+    `head` model trains on its outputs; the same epochs and weights as `model.fit` on the images."""
+    def frozen_model():
+        keras.utils.set_random_seed(SEED)
+        base = models.build_base("resnet50", SIZE)
+        base.trainable = False
+        inputs = keras.Input((SIZE, SIZE, 3))
+        x = models.InferenceMode(base)(models.CaffePreprocess()(inputs))
+        pooled = keras.layers.GlobalAveragePooling2D()(x)
+        head = keras.Sequential([keras.Input(pooled.shape[1:]), keras.layers.Dropout(0.5, name="drop"),
+                                 keras.layers.Dense(CLASSES, name="logits")], name="head")
+        return keras.Model(inputs, head(pooled)), keras.Model(inputs, pooled), head
+
+    end_to_end, _, _ = frozen_model()
+    e2e = fit(compile_(end_to_end), images.train, images.val)
+    model, features, head = frozen_model()
+    cached = fit(compile_(head), cache.outputs(features, images.train, BATCH),
+                 cache.outputs(features, images.val, BATCH))
+
+    np.testing.assert_allclose(cached.history["val_loss"], e2e.history["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(cached.history["loss"], e2e.history["loss"], rtol=1e-5)
+    assert_same_weights(model, end_to_end)
+
+
 class Interrupted(Exception):
     pass
 

@@ -113,3 +113,10 @@ def test_auto_is_laptop_without_a_gpu_and_full_stops_there_unless_asked(make_set
     assert make_settings(NB05, profile="full", limit=10).profile == "full"  # a dry run
     monkeypatch.setenv("COURSE_FULL_ON_CPU", "1")
     assert make_settings(NB05, profile="full").profile == "full"
+
+
+@pytest.mark.parametrize("value", ["0", "false", "False", "no", "off", ""])
+def test_a_flag_set_to_false_does_not_let_the_full_profile_run_on_a_cpu(make_settings, monkeypatch, value):
+    monkeypatch.setenv("COURSE_FULL_ON_CPU", value)
+    with pytest.raises(SettingsError, match="which has no GPU"):
+        make_settings(NB05, profile="full")

@@ -83,4 +83,4 @@ def test_the_laptop_profile_checks_the_weights_at_its_own_image_size(tmp_path, m
     assert items[-1].detail.endswith("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5 into "
                                      f"{tmp_path / 'keras' / 'models'}/")
     text, ready = preflight.report(["05_cats_vs_dogs_feature_extraction"], tmp_path, profile="laptop")
-    assert not ready and "What the laptop profile needs" in text and "about ten minutes" in text
+    assert not ready and "What the laptop profile needs" in text and "within 15 minutes per notebook" in text
