@@ -160,37 +160,61 @@ def _structure(parts: list):
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
+def _computed(model: keras.Model, examples: tf.data.Dataset, batch_size: int, what: str):
+    """(outputs, labels) of each batch of a split, in order, as numpy: the one computation that
+    both the in-memory and the on-disk cache store, so the two hold identical numbers."""
+    call = _call(model)
+    steps = -(-data.count(examples) // batch_size)
+    for images, y in progress.bar(data.batches(examples, batch_size), steps, what):
+        yield [value.numpy() for value in call(images)], y.numpy()
+
+
 def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64, *,
             folder: Path | None = None, memory_budget: float | None = None) -> tf.data.Dataset:
     """The unbatched (outputs, label) examples of `model` run once over a split, in order: in
-    memory within `memory_budget` bytes or without `folder`, else saved to `folder`."""
-    call = _call(model)
+    memory within `memory_budget` bytes or without `folder`, else in .npy files in `folder`."""
     count = data.count(examples)
     shapes = [tuple(t.shape[1:]) for t in model.outputs]
     dtypes = [np.dtype(keras.backend.standardize_dtype(t.dtype)) for t in model.outputs]
     size = count * sum(int(np.prod(s)) * d.itemsize for s, d in zip(shapes, dtypes))
     budget = MEMORY_BUDGET if memory_budget is None else memory_budget
-    if size <= budget or folder is None:
+    label_spec = examples.element_spec[1]
+    label_dtype = label_spec.dtype.as_numpy_dtype
+    on_disk = size > budget and folder is not None
+    if on_disk:
+        path = Path(folder) / f"cache-{model.name}-{os.getpid()}-{id(examples)}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        print(f"{model.name}: {size / 2**30:.1f} GB of outputs, more than the memory budget: "
+              f"cached in {path}")
+        parts = [np.lib.format.open_memmap(path / f"output{k}.npy", "w+", d, (count, *s))
+                 for k, (s, d) in enumerate(zip(shapes, dtypes))]
+        labels = np.lib.format.open_memmap(path / "labels.npy", "w+", label_dtype,
+                                           (count, *label_spec.shape))
+    else:
         parts = [np.empty((count, *s), d) for s, d in zip(shapes, dtypes)]
-        label_spec = examples.element_spec[1]
-        labels = np.empty((count, *label_spec.shape), label_spec.dtype.as_numpy_dtype)
-        steps, start = -(-count // batch_size), 0
-        what = f"{model.name}: once over {count} images"
-        for images, y in progress.bar(data.batches(examples, batch_size), steps, what):
-            end = start + len(y)
-            for part, value in zip(parts, call(images)):
-                part[start:end] = value.numpy()
-            labels[start:end] = y.numpy()
-            start = end
+        labels = np.empty((count, *label_spec.shape), label_dtype)
+    start = 0
+    what = f"{model.name}: once over {count} images" + (", to disk" if on_disk else "")
+    for values, y in _computed(model, examples, batch_size, what):
+        end = start + len(y)
+        for part, value in zip(parts, values):
+            part[start:end] = value
+        labels[start:end] = y
+        start = end
+    if not on_disk:
         return tf.data.Dataset.from_tensor_slices((_structure(parts), labels))
+    for array in (*parts, labels):
+        array.flush()
 
-    path = Path(folder) / f"cache-{model.name}-{os.getpid()}-{id(examples)}"
-    shutil.rmtree(path, ignore_errors=True)
-    print(f"{model.name}: {size / 2**30:.1f} GB of outputs, more than the memory budget: "
-          f"cached in {path}")
-    computed = data.batches(examples, batch_size).map(lambda x, y: (_structure(call(x)), y))
-    what = f"{model.name}: once over {count} images, to disk"
-    computed = progress.tick(computed, -(-count // batch_size), what)
-    # one shard, so reading it back keeps the order
-    computed.unbatch().save(str(path), shard_func=lambda *_: tf.constant(0, tf.int64))
-    return tf.data.Dataset.load(str(path))
+    def read(chunk: int = 256):  # in chunks from the files, never all in memory
+        stored = [np.load(path / f"output{k}.npy", mmap_mode="r") for k in range(len(parts))]
+        kept = np.load(path / "labels.npy", mmap_mode="r")
+        for begin in range(0, count, chunk):
+            yield _structure([np.asarray(s[begin:begin + chunk]) for s in stored]), \
+                np.asarray(kept[begin:begin + chunk])
+
+    spec = (_structure([tf.TensorSpec((None, *s), tf.as_dtype(d)) for s, d in zip(shapes, dtypes)]),
+            tf.TensorSpec((None, *label_spec.shape), label_spec.dtype))
+    chunks = tf.data.Dataset.from_generator(read, output_signature=spec)
+    return chunks.unbatch().apply(tf.data.experimental.assert_cardinality(count))

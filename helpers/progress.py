@@ -25,21 +25,6 @@ def bar(items: Iterable[T], total: int | None = None, what: str = "") -> Iterato
     yield from tqdm(items, total=total, desc=what, leave=False, dynamic_ncols=True)
 
 
-def tick(dataset, total: int, what: str = ""):
-    """`dataset`, advancing a progress bar for every element taken from it (not when headless)."""
-    if headless():
-        return dataset
-    import tensorflow as tf
-    from tqdm.auto import tqdm
-    bar = tqdm(total=total, desc=what, leave=False, dynamic_ncols=True)
-
-    def advance(*element):
-        tf.py_function(lambda: bar.update(1) and None, [], [])
-        return element
-
-    return dataset.map(advance)
-
-
 def keras_verbose() -> int:
     """`verbose=` for `fit`: a bar within each epoch when watched, one line per epoch headless."""
     return 2 if headless() else 1

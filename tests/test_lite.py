@@ -67,7 +67,12 @@ def test_predict_on_a_split_keeps_its_order_and_agrees_with_keras(converted):
     reference = evaluate.predict(model, split, batch_size=4)
     predictions = lite.LiteModel(files["float32"]).predict(split, batch_size=4)
     np.testing.assert_array_equal(predictions.y_true, labels)
-    assert lite.agreement(predictions, reference) == 1.0
+    # Two computations of the same logits (Keras, and the LiteRT kernels): compared on the images
+    # whose two best logits lie further apart than the float32 tolerance of the first test.
+    top2 = np.sort(reference.logits, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-3
+    assert clear.sum() >= 5
+    np.testing.assert_array_equal(predictions.y_pred[clear], reference.y_pred[clear])
     assert predictions.accuracy == reference.accuracy
 
 

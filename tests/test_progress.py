@@ -1,8 +1,5 @@
 """Progress bars for the slow steps when someone watches; nothing but one line per epoch when headless."""
 
-import numpy as np
-import tensorflow as tf
-
 from helpers import progress
 
 
@@ -36,17 +33,3 @@ def test_a_bar_when_watched_and_none_when_headless(monkeypatch):
     monkeypatch.setenv("COURSE_HEADLESS", "1")
     assert list(progress.bar(range(3))) == [0, 1, 2] and len(FakeBar.made) == 1
     assert progress.keras_verbose() == 2  # one line per epoch
-
-
-def test_tick_advances_once_per_element_a_consumer_takes(monkeypatch, tmp_path):
-    import tqdm.auto
-
-    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
-    FakeBar.made = []
-    monkeypatch.delenv("COURSE_HEADLESS", raising=False)
-    batches = tf.data.Dataset.from_tensor_slices((np.zeros((10, 3)), np.arange(10))).batch(2)
-    tf.data.Dataset.save(progress.tick(batches, 5, "to disk").unbatch(), str(tmp_path / "saved"))
-    assert [(b.desc, b.count) for b in FakeBar.made] == [("to disk", 5)]
-    assert len(list(tf.data.Dataset.load(str(tmp_path / "saved")))) == 10
-    monkeypatch.setenv("COURSE_HEADLESS", "1")
-    assert progress.tick(batches, 5) is batches

@@ -78,7 +78,11 @@ def test_predict_paths_on_written_test_images_agrees_with_the_trained_model(trai
     p_dogs = 1 / (1 + np.exp(-model.predict(images.astype(np.float32), verbose=0)[:, 0]))
     expected = np.where(p_dogs > 0.5, "dogs", "cats")
     assert np.std(p_dogs) > 0.005
-    np.testing.assert_array_equal(table["prediction"], expected)
+    # Two computations of the same logits (batches of different sizes): an image within the
+    # tolerance below of p = 0.5 could go either way on another processor, so it is not compared.
+    clear = np.abs(p_dogs - 0.5) > 1e-5
+    assert clear.sum() >= 10
+    np.testing.assert_array_equal(table["prediction"][clear], expected[clear])
     np.testing.assert_allclose(table["probability"], np.maximum(p_dogs, 1 - p_dogs), atol=1e-5)
     # the files hold the split's images, in its order, little changed by JPEG
     originals, labels = data.take_images(cats_dogs.test, 12)
