@@ -1,30 +1,33 @@
-"""Compute once what does not change: frozen layers in inference mode, fed unaugmented images,
-give the same outputs every epoch. `split` cuts them off; `outputs` runs them once over a split:
+"""Train only what trains (notebook 04, section "Train only what trains"): frozen layers in
+inference mode, fed unaugmented images, give the same outputs every epoch. `split` cuts them off;
+`outputs` runs them once over a split:
 
     frozen_part, trainable_part = cache.split(model)
-    train_cut = cache.outputs(frozen_part, flowers.train, BATCH, folder=run.workdir)
-    trainable_part.fit(data.batches(train_cut, BATCH, shuffle_seed=SEED), ...)  # trains `model`
-"""
+    train_cut = cache.outputs(frozen_part, flowers.train, BATCH_SIZE)
+    trainable_part.fit(pipelines.batches(train_cut, BATCH_SIZE, shuffle_seed=SEED), ...)  # trains `model`
+
+Cutting a functional model at a layer has no public Keras API: `_producer` and `_nodes` read
+`KerasTensor._keras_history` and `Layer._inbound_nodes`, and `_random` reads `_seed_generators`
+(tested on Keras 3.8 and 3.15)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import uuid
+import weakref
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import data, progress
-from helpers.config import CourseError
-from helpers.models import InferenceMode
+from helpers import pipelines, progress
+from helpers.errors import CannotSplit
+from helpers.layers import InferenceMode
 
 MEMORY_BUDGET = 2 * 2**30  # bytes of cached outputs kept in memory; more go to disk
-
-
-class CannotSplit(CourseError):
-    """A model whose frozen part cannot be computed once."""
+_CALLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its compiled call
 
 
 def _producer(tensor):
@@ -87,15 +90,15 @@ def _single(tensors: list):
 def split(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """(frozen_part, trainable_part) of raw pixels -> preprocessing -> `InferenceMode(base)` ->
     head: frozen_part gives every tensor a frozen layer passes to a trainable one; the
-    trainable_part shares its layers with `model`, so fitting it trains `model`."""
+    trainable_part shares its layers with `model`, so fitting it trains `model` (notebook 04)."""
     outer = _nodes(model.outputs)
     wrappers = [n for n in outer if isinstance(n.operation, InferenceMode)]
     if len(wrappers) != 1:
         raise CannotSplit(f"{model.name} has {len(wrappers)} bases wrapped in "
-                          "helpers.models.InferenceMode; split needs exactly one, with the layers "
+                          "InferenceMode; split needs exactly one, with the layers "
                           "before it frozen and the head after it.")
     wrapper = wrappers[0]
-    base = wrapper.operation.inner
+    base = wrapper.operation.base
     (pixels,) = wrapper.input_tensors
     (features,) = wrapper.outputs
     for node in _nodes([pixels]):
@@ -143,7 +146,7 @@ def _inputs_like(tensors: list) -> list:
 
 def _call(model: keras.Model):
     """`model(x, training=False)` compiled once for any batch size, returning a list of outputs."""
-    fn = getattr(model, "_course_cached_call", None)
+    fn = _CALLS.get(model)
     if fn is None:
         spec = [tf.TensorSpec((None, *x.shape[1:]), tf.float32) for x in model.inputs]
 
@@ -152,7 +155,7 @@ def _call(model: keras.Model):
             return list(result) if isinstance(result, (list, tuple)) else [result]
 
         fn = tf.function(call, input_signature=spec, autograph=False)  # no Python branches
-        model._course_cached_call = fn
+        _CALLS[model] = fn
     return fn
 
 
@@ -164,8 +167,8 @@ def _computed(model: keras.Model, examples: tf.data.Dataset, batch_size: int, wh
     """(outputs, labels) of each batch of a split, in order, as numpy: the one computation that
     both the in-memory and the on-disk cache store, so the two hold identical numbers."""
     call = _call(model)
-    steps = -(-data.count(examples) // batch_size)
-    for images, y in progress.bar(data.batches(examples, batch_size), steps, what):
+    steps = -(-pipelines.count(examples) // batch_size)
+    for images, y in progress.bar(pipelines.batches(examples, batch_size), steps, what):
         yield [value.numpy() for value in call(images)], y.numpy()
 
 
@@ -173,7 +176,7 @@ def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64,
             folder: Path | None = None, memory_budget: float | None = None) -> tf.data.Dataset:
     """The unbatched (outputs, label) examples of `model` run once over a split, in order: in
     memory within `memory_budget` bytes or without `folder`, else in .npy files in `folder`."""
-    count = data.count(examples)
+    count = pipelines.count(examples)
     shapes = [tuple(t.shape[1:]) for t in model.outputs]
     dtypes = [np.dtype(keras.backend.standardize_dtype(t.dtype)) for t in model.outputs]
     size = count * sum(int(np.prod(s)) * d.itemsize for s, d in zip(shapes, dtypes))
@@ -182,7 +185,7 @@ def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64,
     label_dtype = label_spec.dtype.as_numpy_dtype
     on_disk = size > budget and folder is not None
     if on_disk:
-        path = Path(folder) / f"cache-{model.name}-{os.getpid()}-{id(examples)}"
+        path = Path(folder) / f"cache-{model.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         print(f"{model.name}: {size / 2**30:.1f} GB of outputs, more than the memory budget: "

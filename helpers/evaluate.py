@@ -1,10 +1,12 @@
-"""Evaluation: metrics from one pass over a split, confusion matrices and per-class reports,
-batch-1 latency (the median of direct calls of a compiled function) and batched throughput."""
+"""Evaluation beyond `model.evaluate`: predictions of a split with their accuracy and loss,
+confusion matrices, per-class reports, paired tests and intervals, batch-1 latency (the median
+of direct calls of a compiled function) and batched throughput."""
 
 from __future__ import annotations
 
 import statistics
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,16 +14,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import data as data_module
+from helpers import pipelines
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> compiled call
 
 
 def inference_function(model: keras.Model):
     """A compiled `model(x, training=False)`, made once per model and reused."""
-    fn = getattr(model, "_course_inference", None)
-    if fn is None:
-        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        model._course_inference = fn
-    return fn
+    if model not in _COMPILED:
+        _COMPILED[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return _COMPILED[model]
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
@@ -35,7 +37,7 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Predictions:
-    """Labels and logits of one split."""
+    """Labels and logits of one split (what `model.predict` gives, with the labels beside)."""
     y_true: np.ndarray
     logits: np.ndarray
 
@@ -73,7 +75,7 @@ class Predictions:
 def predict_with(call: Callable, examples: tf.data.Dataset, batch_size: int) -> Predictions:
     """Labels and the logits `call` gives for each batch of a split, in its (fixed) order."""
     labels, logits = [], []
-    for images, y in data_module.batches(examples, batch_size):
+    for images, y in pipelines.batches(examples, batch_size):
         logits.append(np.asarray(call(images), dtype=np.float32))
         labels.append(y.numpy())
     return Predictions(np.concatenate(labels).astype(int), np.concatenate(logits))
@@ -169,11 +171,10 @@ def mcnemar(first: Predictions, second: Predictions) -> dict[str, float]:
             "p_value": float(p)}
 
 
-def accuracy_interval(accuracy: float, images: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson's 95% interval for an accuracy measured on `images` test images."""
+def accuracy_interval(accuracy: float, images: int) -> tuple[float, float]:
+    """Wilson's 95% interval for an accuracy measured on `images` test images (notebook 04)."""
+    from scipy.stats import binomtest
     if images <= 0:
         raise ValueError("An accuracy interval needs at least one test image.")
-    centre = (accuracy + z**2 / (2 * images)) / (1 + z**2 / images)
-    spread = accuracy * (1 - accuracy) / images + z**2 / (4 * images**2)
-    half = z / (1 + z**2 / images) * spread**0.5
-    return max(0.0, centre - half), min(1.0, centre + half)
+    interval = binomtest(round(accuracy * images), images).proportion_ci(method="wilson")
+    return float(interval.low), float(interval.high)

@@ -1,4 +1,4 @@
-"""Image folders as users have them, scanned once before training. As in Keras's
+"""Image folders as users have them, scanned once before training (notebooks 01, 02 and 04). As in Keras's
 `image_dataset_from_directory`, the classes are the root's sorted subfolders and a class's
 images are the files anywhere below it. Hidden names, `__MACOSX`, `Thumbs.db` and `desktop.ini`
 are left out silently; a file that cannot be used is skipped with its reason; what TensorFlow
@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from helpers import progress
-from helpers.config import CourseError, cache_dir
+from helpers.errors import DataError
+from helpers.settings import cache_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 NOT_DATA = {"__macosx", "thumbs.db", "desktop.ini"}  # besides every name starting with "."
@@ -29,10 +30,6 @@ PROGRESS_FROM = 1000  # scans of this many files or more show a progress bar
 TOO_LARGE = "too large to decode safely (a possible decompression bomb)"
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files fail the scan, never half-read
-
-
-class DataError(CourseError):
-    """Data that is missing or unusable; the message names the source and the folder."""
 
 
 @dataclass

@@ -1,38 +1,18 @@
-"""Shipping a trained model as TensorFlow Lite (LiteRT) in the four formats notebook 07 compares.
-Every format takes raw 0-255 float32 pixels and returns float32 logits, as the Keras model does.
-
-    files = lite.convert(model, lite.representative_images(data.train, 100, seed=42))
-    small = lite.LiteModel(files["int8"])
-    small.predict(data.test).accuracy, evaluate.latency_ms(small), small.size_mb
-"""
+"""Notebook 07's chores around the LiteRT conversion it shows: the light models notebooks 01, 02
+and 05 saved, the data sets they were trained on, calibration images, a float32 copy of a model
+trained under mixed precision, and the converted models' records."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import backbones, config, evaluate, results
-from helpers import data as data_module
-from helpers.setup import quiet_stderr
-
-FORMATS = {"float32": "float32 weights and arithmetic (the Keras model, as a flat file)",
-           "float16": "float16 weights, float32 arithmetic",
-           "dynamic-int8": "int8 weights, float32 activations (dynamic-range quantization)",
-           "int8": "int8 weights and activations, calibrated on training images"}
-
-
-def interpreter_class():
-    """LiteRT's interpreter (the `ai-edge-litert` package, which replaces `tf.lite.Interpreter`)."""
-    from ai_edge_litert.interpreter import Interpreter
-    return Interpreter
+from helpers import backbones, datasets, evaluate, pipelines, records, settings
+from helpers.logbook import device_name
 
 
 def _float32_config(value):
@@ -60,107 +40,20 @@ def float32_copy(model: keras.Model) -> keras.Model:
     return copy
 
 
-def saved_model(model: keras.Model, folder: Path) -> Path:
-    """The inference function (training=False) as a SavedModel taking float32 batches of any size."""
-    model = float32_copy(model)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-    archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")  # not "INFO:tensorflow:Assets written to: ..."
-    try:
-        with quiet_stderr():
-            archive.write_out(str(folder), verbose=False)
-    finally:
-        logger.setLevel(level)
-    return Path(folder)
-
-
 def representative_images(examples: tf.data.Dataset, count: int, seed: int) -> np.ndarray:
     """`count` seeded random images of a split as float32 pixels (int8 calibration data)."""
-    total = data_module.count(examples)
+    total = pipelines.count(examples)
     rng = np.random.default_rng(seed)
     chosen = set(rng.choice(total, min(count, total), replace=False).tolist())
     images = [image for i, (image, _) in enumerate(examples.as_numpy_iterator()) if i in chosen]
     return np.stack(images).astype(np.float32)
 
 
-def convert(model: keras.Model, representative: np.ndarray | None = None,
-            formats=tuple(FORMATS)) -> dict[str, bytes]:
-    """The model as .tflite bytes in each of `FORMATS` (full int8 needs `representative`)."""
-    unknown = [kind for kind in formats if kind not in FORMATS]
-    if unknown:
-        raise ValueError(f"Unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}.")
-    if "int8" in formats and (representative is None or not len(representative)):
-        raise ValueError("Full int8 needs representative images (from the training split).")
-
-    def calibration() -> Iterator[list[np.ndarray]]:
-        for image in representative:
-            yield [image[None].astype(np.float32)]
-
-    converted = {}
-    with tempfile.TemporaryDirectory() as folder:
-        saved_model(model, Path(folder))
-        for kind in formats:
-            conv = tf.lite.TFLiteConverter.from_saved_model(folder)
-            if kind != "float32":
-                conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            if kind == "float16":
-                conv.target_spec.supported_types = [tf.float16]
-            if kind == "int8":
-                conv.representative_dataset = calibration
-                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]  # or fail
-            with quiet_stderr():
-                converted[kind] = conv.convert()
-    return converted
-
-
-class LiteModel:
-    """A .tflite model (bytes or a file) in LiteRT's interpreter, called like the Keras model."""
-
-    def __init__(self, content: bytes | str | Path, num_threads: int | None = None):
-        self.content = content if isinstance(content, bytes) else Path(content).read_bytes()
-        with quiet_stderr():
-            self.interpreter = interpreter_class()(model_content=self.content, num_threads=num_threads)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.image_shape = tuple(int(d) for d in self.input["shape"][1:])
-        self.input_shape = (None, *self.image_shape)  # as a Keras model's, for evaluate's timings
-        self._batch = 0
-
-    @property
-    def size_mb(self) -> float:
-        return len(self.content) / 2**20
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Logits of a batch of images."""
-        images = np.asarray(images, dtype=np.float32)
-        if len(images) != self._batch:
-            self.interpreter.resize_tensor_input(self.input["index"], (len(images), *self.image_shape))
-            with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
-                self.interpreter.allocate_tensors()
-            self._batch = len(images)
-        self.interpreter.set_tensor(self.input["index"], images)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"]).astype(np.float32)
-
-    def predict(self, examples: tf.data.Dataset, batch_size: int = 32) -> evaluate.Predictions:
-        """Logits and labels of a split, in its order, as `evaluate.predict` gives them."""
-        return evaluate.predict_with(lambda images: self(images.numpy()), examples, batch_size)
-
-
-def agreement(first: evaluate.Predictions, second: evaluate.Predictions) -> float:
-    """The fraction of images two models give the same class."""
-    return float(np.mean(first.y_pred == second.y_pred))
-
-
 # The notebooks that train light models, and how each loads its data set.
 SOURCE_NOTEBOOKS = {
-    "01_cifar10_resnet50_vs_mobilenet": lambda s: data_module.load_cifar10(s, val_fraction=0.3),
-    "04_animals_mobilenetv2_vs_efficientnetv2": data_module.load_animals,
-    "05_cats_vs_dogs_feature_extraction": data_module.load_cats_vs_dogs,
+    "01_cats_vs_dogs_feature_extraction": datasets.cats_vs_dogs,
+    "02_animals_mobilenetv2_vs_efficientnetv2": datasets.animals,
+    "05_cifar10_resnet50_vs_mobilenet": lambda s: datasets.cifar10(s, val_fraction=0.3),
 }
 
 
@@ -178,17 +71,18 @@ class Source:
         return f"{backbones.get(self.model).title} from notebook {self.notebook[:2]}"
 
 
-def light_models(settings: config.Settings) -> list[Source]:
-    """The light models notebooks 01, 04 and 05 saved for this profile, or what is missing."""
+def light_models(config: settings.Settings) -> list[Source]:
+    """The light models notebooks 01, 02 and 05 saved for this profile, or what is missing
+    (notebook 07, "The light models")."""
     found = []
     for notebook in SOURCE_NOTEBOOKS:
-        run_it = f"run notebooks/{notebook}.ipynb on the {settings.profile} profile"
-        records, _ = results.load_records(settings.results_dir / notebook)
-        records = [r for r in records if r.get("profile") == settings.profile and r.get("notebook") == notebook
-                   and r["model"] in backbones.BACKBONES and backbones.get(r["model"]).light]
-        expected = [m for m in config.PROFILES[notebook][settings.profile].models if backbones.get(m).light]
-        for model in dict.fromkeys(expected + [r["model"] for r in records]):
-            mine = sorted((r for r in records if r["model"] == model),
+        run_it = f"run notebooks/{notebook}.ipynb on the {config.profile} profile"
+        kept, _ = records.load_records(config.results_dir / notebook)
+        kept = [r for r in kept if r.get("profile") == config.profile and r.get("notebook") == notebook
+                and r["model"] in backbones.BACKBONES and backbones.get(r["model"]).light]
+        expected = [m for m in settings.PROFILES[notebook][config.profile].models if backbones.get(m).light]
+        for model in dict.fromkeys(expected + [r["model"] for r in kept]):
+            mine = sorted((r for r in kept if r["model"] == model),
                           key=lambda r: (r.get("variant") is not None, r.get("status") != "ok"))
             source = Source(notebook, model, mine[0] if mine else None)
             if source.record is None:
@@ -198,22 +92,20 @@ def light_models(settings: config.Settings) -> list[Source]:
             elif not source.record.get("model_file"):
                 source.problem = f"the model was not saved: {run_it} with SAVE_MODELS = True and REDO = True"
             else:
-                source.model_path = settings.results_dir / notebook / source.record["model_file"]
+                source.model_path = config.results_dir / notebook / source.record["model_file"]
                 if not source.model_path.exists():
                     source.problem = f"{source.model_path} is missing: {run_it} with REDO = True"
             found.append(source)
     return found
 
 
-def training_data(record: dict) -> data_module.ImageData:
+def training_data(record: dict) -> datasets.ImageData:
     """The data set a model was trained on, split as its notebook split it (same settings, seed)."""
-    # nothing trains here: the full profile's warning about hours of training on a CPU is moot
-    with mock.patch.dict(os.environ, {"COURSE_FULL_ON_CPU": "1"}):
-        settings = config.resolve(
-            record["notebook"], profile=record["profile"], image_size=record["image_size"],
-            limit=record["limit"], seed=record["seed"], data_dir=record["data_dir"],
-            batch_size=record["batch_size"])
-    return SOURCE_NOTEBOOKS[record["notebook"]](settings)
+    config = settings.resolve(  # nothing trains here: the full profile's stop on a CPU is moot
+        record["notebook"], profile=record["profile"], image_size=record["image_size"],
+        limit=record["limit"], seed=record["seed"], data_dir=record["data_dir"],
+        batch_size=record["batch_size"], check_hardware=False)
+    return SOURCE_NOTEBOOKS[record["notebook"]](config)
 
 
 # What a converted model's record takes from the record of the model it was made from.
@@ -223,18 +115,18 @@ FROM_SOURCE = ("article", "dataset", "image_size", "batch_size", "epochs", "fine
                "seed", "limit", "weights", "data_dir", "split_fingerprint", "class_names")
 
 
-def record_path(settings: config.Settings, source: Source, kind: str) -> Path:
-    """Where the record of one converted model goes, e.g. mobilenet_v2__tflite-int8__from-05.json."""
-    return results.record_path(settings, source.model, f"tflite-{kind}", f"from-{source.notebook[:2]}")
+def record_path(config: settings.Settings, source: Source, kind: str) -> Path:
+    """Where the record of one converted model goes, e.g. mobilenet_v2__tflite-int8__from-01.json."""
+    return records.record_path(config, source.model, f"tflite-{kind}", f"from-{source.notebook[:2]}")
 
 
-def new_record(settings: config.Settings, source: Source, kind: str, tflite: LiteModel,
+def new_record(config: settings.Settings, source: Source, kind: str, tflite,
                val: evaluate.Predictions, test: evaluate.Predictions, **values) -> dict:
-    """A converted model's record: its own measurements, and its source's training facts."""
-    from helpers.train import device_name
+    """A converted model's record: its own measurements (`tflite` is called like the Keras model and
+    has `input_shape` and `size_mb`), and its source's training facts."""
     batch = 32
-    return results.new_record(
-        settings, source.model, f"tflite-{kind}", variant=f"from-{source.notebook[:2]}",
+    return records.new_record(
+        config, source.model, f"tflite-{kind}", variant=f"from-{source.notebook[:2]}",
         title=f"{source.title}, LiteRT {kind}",
         **{field: source.record.get(field) for field in FROM_SOURCE},
         val_accuracy=val.accuracy, val_loss=val.loss,

@@ -1,4 +1,5 @@
-"""Figures (plotnine and matplotlib), each returned for the notebook cell to show."""
+"""Figures (plotnine and matplotlib), each returned for the notebook cell to show: the image
+grids, learning curves and confusion matrices of notebooks 01-05, and the comparisons of 04 and 06."""
 
 from __future__ import annotations
 

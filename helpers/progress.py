@@ -1,12 +1,15 @@
-"""Progress bars for the slow steps and how much `fit` prints; headless runs
-($COURSE_HEADLESS=1) show no bars and one line per epoch."""
+"""What the course shows while it works: progress bars on the slow steps (none when headless,
+$COURSE_HEADLESS=1), and nothing of what C++ libraries print at start-up."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from helpers.config import env_flag
+from helpers.settings import env_flag
 
 T = TypeVar("T")
 
@@ -28,3 +31,18 @@ def bar(items: Iterable[T], total: int | None = None, what: str = "") -> Iterato
 def keras_verbose() -> int:
     """`verbose=` for `fit`: a bar within each epoch when watched, one line per epoch headless."""
     return 2 if headless() else 1
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Hide what C++ libraries print on file descriptor 2 (TensorFlow's start-up and CUDA probe,
+    the LiteRT converter and interpreter in notebook 07)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -1,4 +1,5 @@
-"""Generated, learnable sample data for the offline smoke profile: coloured shapes."""
+"""Generated, learnable sample data for the offline smoke profile: coloured shapes (the data
+sections of notebooks 01-05 on `PROFILE = "smoke"`)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from helpers.config import cache_dir
+from helpers.settings import cache_dir
 
 SAMPLE_VERSION = "v1"  # bump when the generator changes, so caches are rebuilt
-
-
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond", "hbar", "vbar", "x", "dots")
 

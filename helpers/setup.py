@@ -1,19 +1,24 @@
-"""The setup cell every notebook opens with: versions, hardware, one-sentence errors."""
+"""The one setup call every notebook makes ("Setup"): versions and hardware, the parameters
+checked and completed from the profile, the precision policy, and one-sentence errors."""
 
 from __future__ import annotations
 
-import contextlib
-import os
+import ast
+import inspect
 import platform
 import re
 import sys
+import uuid
 import warnings
 from importlib import metadata
 
-from helpers.config import CourseError, project_root
+from helpers.errors import CourseError, SettingsError
+from helpers.progress import quiet_stderr
+from helpers.settings import Settings, project_root, resolve
 
 COURSE_REPO = "https://github.com/tl-course/transfer-learning-course"
 PINNED = ("tensorflow", "keras", "tensorflow-datasets", "plotnine", "pandas", "scikit-learn")
+SETTINGS = set(inspect.signature(resolve).parameters) - {"notebook", "check_hardware"}
 
 
 def pinned_versions() -> dict[str, str]:
@@ -24,11 +29,17 @@ def pinned_versions() -> dict[str, str]:
     return {match.group(1).lower(): match.group(2) for match in matches if match}
 
 
+def _ipython():
+    try:
+        return get_ipython()  # type: ignore[name-defined]  # noqa: F821
+    except NameError:
+        return None
+
+
 def _short_errors() -> None:
     """Show CourseError as its one-sentence message; the cell still fails, so papermill stops."""
-    try:
-        ip = get_ipython()  # type: ignore[name-defined]  # noqa: F821
-    except NameError:
+    shell = _ipython()
+    if shell is None:
         return
 
     def show(shell, etype, value, tb, tb_offset=None):
@@ -36,32 +47,55 @@ def _short_errors() -> None:
         shell._showtraceback(etype, value, short)  # publish it as the cell's error
         return short
 
-    ip.set_custom_exc((CourseError,), show)
+    shell.set_custom_exc((CourseError,), show)
 
 
-@contextlib.contextmanager
-def quiet_stderr():
-    """Hide what C++ libraries (TensorFlow at start-up) print on file descriptor 2."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+def injected_names() -> list[str]:
+    """The names papermill (or the course's runner) injected with -p, read from the cell it
+    adds after the parameters cell ("# Parameters"); empty outside such a run."""
+    shell = _ipython()
+    cells = shell.user_ns.get("In", []) if shell is not None else []
+    for source in reversed(cells):
+        if source.lstrip().startswith("# Parameters"):
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return []
+            return [t.id for node in tree.body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)]
+    return []
+
+
+def parameters(namespace: dict) -> dict:
+    """The parameters cell's values: every name it declares with a type annotation."""
+    declared = namespace.get("__annotations__", {})
+    unknown = [name for name in injected_names() if name not in declared]
+    if unknown:
+        raise SettingsError(f"This notebook has no parameter {', '.join(unknown)}; its parameters "
+                            f"are {', '.join(declared)}.")
+    return {name: namespace[name] for name in declared if name in namespace}
+
+
+def _check_writable(settings: Settings) -> None:
+    folder = settings.record_dir
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise SettingsError(f"The results folder {folder} cannot be written ({error.strerror or error}); "
+                            "set RESULTS_DIR to a folder you can write to.") from None
 
 
-def check(profile: str | None = None) -> None:
-    """Print versions and hardware, and make the course's errors one sentence long."""
+def versions() -> str:
+    """Python, TensorFlow and Keras, what differs from requirements.txt, and the GPU."""
     with quiet_stderr():
         import keras
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-    lines = [f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-             f"Keras {keras.__version__}"]
+    lines = [f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}"]
     pins, differ = pinned_versions(), []
     for package in PINNED:
         try:
@@ -75,15 +109,35 @@ def check(profile: str | None = None) -> None:
             differ.append(f"{package} missing (pip install {package}=={want})")
     if differ:
         lines.append("Versions that differ from requirements.txt: " + "; ".join(differ))
-    if gpus:
-        lines.append(f"GPU: {len(gpus)} found; mixed precision and XLA are on by default, and "
-                     "PROFILE = 'auto' runs the full profile.")
-    else:
-        lines.append("No GPU found: PROFILE = 'auto' runs the laptop profile (the real data, sized "
-                     "for a CPU); 'smoke' runs offline in minutes; 'full' wants a GPU.")
+    lines.append(f"GPU: {len(gpus)} found; mixed precision and XLA on by default, PROFILE = 'auto' "
+                 "runs the full profile." if gpus else
+                 "No GPU found: PROFILE = 'auto' runs the laptop profile (the real data, sized for a "
+                 "CPU); 'smoke' runs offline in minutes; 'full' wants a GPU.")
     if "google.colab" in sys.modules:
         lines.append("Running on Google Colab.")
-    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+def start(notebook: str, namespace: dict) -> Settings:
+    """Check the parameters cell (`namespace` is the notebook's `globals()`), fill what is None
+    from the profile, set the precision policy (mixed float16 on a GPU, float32 with
+    deterministic ops on a CPU), check the results folder, and print what this run will do."""
+    _short_errors()
+    print(versions())
+    given = {name.lower(): value for name, value in parameters(namespace).items()
+             if name.lower() in SETTINGS}
+    settings = resolve(notebook, **given)
+    _check_writable(settings)
+    import keras
+    import tensorflow as tf
+
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    mixed = gpu and settings.mixed_precision is not False
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    if not gpu:
+        tf.config.experimental.enable_op_determinism()
     # fit warns that shuffle=True is ignored on tf.data; the pipelines shuffle with the seed
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-    _short_errors()
+    tf.get_logger().setLevel("ERROR")  # not "5 out of the last 6 calls ... triggered retracing"
+    print(settings.describe())
+    return settings

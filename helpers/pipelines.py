@@ -1,0 +1,108 @@
+"""`tf.data` pipelines: decoded examples from files or arrays, and the batches `fit` reads, the
+training split reshuffled every epoch in an order fixed by the seed and the epoch's number."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+# During `fit` with `EpochOrder`, the epoch whose order a shuffled split is read in (so a resumed
+# run sees the orders an uninterrupted one saw); -1 outside such a fit, where each split counts
+# its own passes from 0.
+_EPOCH = tf.Variable(-1, dtype=tf.int64, trainable=False)
+
+
+class EpochOrder(keras.callbacks.Callback):
+    """Makes epoch N of `fit` read the training split in order N, whatever ran before (one of
+    the course's bookkeeping callbacks, `logbook.Logbook.callbacks`)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        _EPOCH.assign(epoch)
+
+    def on_train_end(self, logs=None):
+        _EPOCH.assign(-1)
+
+
+def batches(examples: tf.data.Dataset, batch_size: int, *,
+            shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of (float32 images, labels) for Keras; with a seed, reshuffled in every pass, pass
+    N in an order fixed by the seed and N (the data sections of notebooks 01-05, and the
+    features computed once in 02)."""
+    ds = examples
+    if shuffle_seed is not None:
+        count = int(examples.cardinality())
+        buffer = min(count if count > 0 else 10_000, 50_000)
+        passes = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+        def epoch_order(_):
+            # the seed of this function's own graph: the orders do not depend on TensorFlow's
+            # global seed when the dataset is made (the global one stays as it is)
+            tf.random.set_seed(shuffle_seed)
+            own = passes.assign_add(1) - 1
+            epoch = tf.where(_EPOCH >= 0, _EPOCH, own)
+            return examples.shuffle(buffer, seed=shuffle_seed * 1_000_003 + epoch,
+                                    reshuffle_each_iteration=False)
+
+        ds = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(epoch_order)
+        if count > 0:  # so Keras knows the steps per epoch
+            ds = ds.apply(tf.data.experimental.assert_cardinality(count))
+    # not parallel: after the stateful epoch counter that logs a spurious error under determinism
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.nest.map_structure(
+        lambda t: tf.cast(t, tf.float32) if t.dtype == tf.uint8 else t, x), y))
+    return ds.prefetch(AUTOTUNE)
+
+
+def count(examples: tf.data.Dataset) -> int:
+    """Number of examples in a split (counted when tf.data does not know it)."""
+    known = int(examples.cardinality())
+    return known if known >= 0 else int(examples.reduce(0, lambda n, _: n + 1))
+
+
+def _fits_in_memory(count: int, image_size: int) -> bool:
+    """Whether decoded images take less than 30% of the machine's memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on every system
+        total = 8 * 2**30
+    return count * image_size * image_size * 3 < 0.3 * total
+
+
+def decode_resize(data: tf.Tensor, image_size: int) -> tf.Tensor:
+    """An encoded image as uint8 RGB pixels at `image_size` (training and `predict` alike)."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    image = tf.image.resize(image, (image_size, image_size), method="bilinear")
+    image.set_shape((image_size, image_size, 3))
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+
+
+def decoded(encoded: tf.data.Dataset, image_size: int, count: int) -> tf.data.Dataset:
+    """(encoded image, label) pairs decoded in parallel, in order, cached in memory if they fit."""
+    ds = encoded.map(lambda data, y: (decode_resize(data, image_size), tf.cast(y, tf.int32)),
+                     num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.cache() if _fits_in_memory(count, image_size) else ds
+
+
+def examples_from_files(paths: Sequence[str], labels: Sequence[int],
+                        image_size: int) -> tf.data.Dataset:
+    """Decode and resize image files in parallel, in order, cached in memory when they fit."""
+    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, np.int32)))
+    files = ds.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=AUTOTUNE,
+                   deterministic=True)
+    return decoded(files, image_size, len(paths))
+
+
+def examples_from_arrays(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+    """Examples from in-memory images (or features, notebook 02) and their labels."""
+    return tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int32).reshape(-1)))
+
+
+def take_images(examples: tf.data.Dataset, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` examples of a split as numpy arrays (the image grids of 01-05)."""
+    pairs = [(image.numpy(), int(label)) for image, label in examples.take(count)]
+    return np.stack([image for image, _ in pairs]), np.asarray([label for _, label in pairs])

@@ -1,0 +1,101 @@
+"""What a `keras.applications` base receives as `weights=`: "imagenet" (checked to be on this
+machine or downloadable), the smoke profile's stand-in file, a weights file, or None (random).
+Used by the setup section of notebooks 01-05."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import backbones, progress, samples
+from helpers.errors import CourseError
+from helpers.settings import cache_dir, keras_home
+from helpers.sources import can_download
+
+WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+STANDIN_VERSION = "v3"  # bump when the recipe below changes, so every machine makes new ones
+STANDIN_SIZE = 64
+
+
+def imagenet_file(name: str, image_size: int) -> Path:
+    """Where Keras keeps a backbone's downloaded no-top ImageNet weights."""
+    return keras_home() / "models" / backbones.get(name).weights_file(image_size)
+
+
+def for_model(name: str, choice: str | None, image_size: int) -> str | None:
+    """The `weights=` argument for `keras.applications.<name>` at this size: "imagenet" (when it
+    is here or can be downloaded), the stand-in file ("standin"), a weights file, or None."""
+    if choice == "standin":
+        return str(standin(name, image_size))
+    if choice == "imagenet":
+        cached = imagenet_file(name, image_size)
+        if not cached.exists() and not can_download(WEIGHTS_URL + cached.name):
+            raise CourseError(f"The ImageNet weights of {backbones.get(name).title} are not in "
+                              f"{cached.parent} and {WEIGHTS_URL} cannot be reached; download "
+                              f"{WEIGHTS_URL}{cached.name} into {cached.parent}/, or set WEIGHTS = "
+                              "'standin' or 'none'.")
+    return choice
+
+
+def standin(name: str, image_size: int = STANDIN_SIZE) -> Path:
+    """Offline stand-in for ImageNet weights: the backbone trained briefly on a generated source
+    task (`samples.source_task`), made once per machine and size, BatchNorm statistics reset to
+    those of the source images (call it before seeding: it seeds itself)."""
+    from filelock import FileLock
+    spec = backbones.get(name)
+    folder = cache_dir() / "weights"
+    suffix = "" if image_size == STANDIN_SIZE else f"-{image_size}px"
+    path = folder / f"{name}-standin-{STANDIN_VERSION}{suffix}.weights.h5"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_suffix(".lock"))):  # a second process waits, then finds the file
+        if not path.exists():
+            start = None if image_size == STANDIN_SIZE else standin(name)
+            what = "Making" if start is None else f"Adapting to {image_size}x{image_size}"
+            print(f"{what} stand-in weights for {spec.title} (once per machine)")
+            _make_standin(name, path, image_size, start)
+    return path
+
+
+def _classifier(name: str, size: int) -> tuple[keras.Model, keras.Model]:
+    """(model, base): the backbone's preprocessing, the base, average pooling and 10 logits."""
+    spec = backbones.get(name)
+    base = spec.constructor()(include_top=False, weights=None, input_shape=(size, size, 3))
+    inputs = keras.Input((size, size, 3))
+    x = base(spec.preprocess_input()(inputs))
+    outputs = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs), base
+
+
+def _make_standin(name: str, path: Path, size: int, start: Path | None) -> None:
+    keras.utils.set_random_seed(1234)
+    x, y = samples.source_task(1000, size)
+    x = x.astype("float32")
+    model, base = _classifier(name, size)
+    if start is not None:
+        base.load_weights(start)
+        reset_batchnorm_statistics(model, base, x[:256])
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=1234).batch(32)
+    model.fit(ds, epochs=4 if start is None else 2, verbose=progress.keras_verbose())
+    reset_batchnorm_statistics(model, base, x[:256])
+    tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
+    base.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def reset_batchnorm_statistics(model: keras.Model, base: keras.Model, images: np.ndarray) -> None:
+    """Set every BatchNorm's moving statistics to those of one batch (momentum 0, training mode)."""
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(images, training=True)
+    for layer, momentum in zip(norms, saved):
+        layer.momentum = momentum
