@@ -32,10 +32,10 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	COURSE_OFFLINE=1 $(PY) -m helpers.run --profile smoke
+	COURSE_OFFLINE=1 $(PY) -m course.run --profile smoke
 
 laptop: $(STAMP)
-	$(PY) -m helpers.run --profile laptop
+	$(PY) -m course.run --profile laptop
 
 test: test-unit test-notebooks
 
@@ -53,10 +53,10 @@ test-oldest:
 	.ci/test-oldest
 
 reproduce: $(STAMP)
-	$(PY) -m helpers.run --profile full
+	$(PY) -m course.run --profile full
 
 check: $(STAMP)
-	$(PY) -m helpers.run --profile full --check-only
+	$(PY) -m course.run --profile full --check-only
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
@@ -65,7 +65,7 @@ bench-laptop: $(STAMP)
 	$(PY) -m benchmarks.laptop
 
 lint: $(STAMP)
-	$(PY) -m ruff check helpers tests benchmarks notebooks
+	$(PY) -m ruff check helpers course tests benchmarks notebooks
 	$(PY) -m pytest -q tests/test_lint.py
 
 clean:

@@ -1,12 +1,12 @@
-"""Predictions on your own images (decoded as in training) with a model a notebook saved:
+"""Predictions on your own images from a shell, with any model a notebook saved (decoded as in
+training; broken and non-image files listed with their reason):
 
-    python -m helpers.predict results/smoke/05_cats_vs_dogs_feature_extraction/mobilenet_v2__frozen.keras my_photos/
+    python -m course.predict results/smoke/01_cats_vs_dogs_feature_extraction/mobilenet_v2__frozen.keras my_photos/
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,9 +16,15 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-# importing models registers the course's own layers, which loading a saved model needs
-from helpers import data, evaluate, folders, models, progress, results  # noqa: F401
-from helpers.config import CourseError
+from helpers import (
+    evaluate,
+    folders,
+    layers,  # noqa: F401  registers InferenceMode, which saved models may hold
+    pipelines,
+    progress,
+    records,
+)
+from helpers.errors import CourseError
 
 
 def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
@@ -40,7 +46,7 @@ def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
     count = 2 if outputs[1] == 1 else int(outputs[1])
     record_file = path.with_suffix(".json")
     try:
-        names = results.read_record(record_file).get("class_names") or []
+        names = records.read_record(record_file).get("class_names") or []
     except ValueError:
         names = []
     if len(names) != count:
@@ -74,7 +80,7 @@ def load_images(files: Sequence[Path | str], size: int) -> tuple[np.ndarray, lis
         usable, problem, _ = folders.check_image(Path(file))  # odd formats converted to RGB
         if usable is not None:
             try:
-                images[k] = data._decode_resize(tf.io.read_file(usable), size).numpy()
+                images[k] = pipelines.decode_resize(tf.io.read_file(usable), size).numpy()
             except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
                 problem = "cannot be decoded"
         problems.append(problem)
@@ -119,21 +125,9 @@ def predict_paths(model: keras.Model, class_names: Sequence[str], paths: Sequenc
     return pd.DataFrame(rows, columns=columns + ["problem"])
 
 
-def write_examples(examples: tf.data.Dataset, folder: Path | str, count: int,
-                   class_names: Sequence[str]) -> Path:
-    """Write the first `count` (image, label) examples of a split as `<class>_<i>.jpg` files."""
-    from PIL import Image
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, (image, label) in enumerate(examples.take(count)):
-        name = re.sub(r"[^\w-]+", "_", class_names[int(label)])
-        Image.fromarray(image.numpy()).save(folder / f"{name}_{i}.jpg", quality=95, subsampling=0)
-    return folder
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: print the table (and write it with --csv); 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.predict",
+    parser = argparse.ArgumentParser(prog="python -m course.predict",
                                      description="Predict the class of your own images with a saved model.")
     parser.add_argument("model", help="the .keras file a notebook saved")
     parser.add_argument("paths", nargs="+", help="image files or folders of them (searched recursively)")
@@ -143,11 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model, class_names = load_model(args.model)
         table = predict_paths(model, class_names, args.paths, top=args.top)
-        if args.csv:
-            try:
-                table.to_csv(args.csv, index=False)
-            except OSError as error:
-                raise CourseError(f"Cannot write {args.csv} ({error.strerror}); give a path in a folder that exists.") from None
     except CourseError as error:
         print(error, file=sys.stderr)
         return 2
@@ -155,7 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     broken = int((table["problem"] != "").sum())
     if broken:
         print(f"{broken} of {len(table)} files could not be read (see the problem column).")
-    if args.csv:
+    if args.csv:  # after the table is shown: nothing computed is lost when the file cannot be written
+        try:
+            table.to_csv(args.csv, index=False)
+        except OSError as error:
+            print(f"Cannot write {args.csv} ({error.strerror or error}); give a path in a folder that exists.",
+                  file=sys.stderr)
+            return 2
         print(f"wrote {args.csv}")
     return 0
 

@@ -1,9 +1,8 @@
-"""The backbone registry: what the course knows about each `keras.applications` base (importing
-it does not import Keras, so parameters are checked before any model is built)."""
+"""The backbone registry: what the course knows about each `keras.applications` base (the
+parameters' checks, stand-in and ImageNet weights, notebook 04's blocks, notebook 07's light models)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from helpers.errors import SettingsError
@@ -18,7 +17,6 @@ class Backbone:
     module: str  # the keras.applications module holding its preprocess_input
     block_pattern: str  # regex on layer names; group 1 names the block a layer belongs to
     imagenet_file: str  # Keras's cache name of the no-top ImageNet weights ({size} where it varies)
-    paper_gflops_224: float  # forward GFLOPs per 224x224 image as published (2 per multiply-add)
     light: bool  # built for phones: the models notebook 07 ships
     min_size: int = 32
     weights_sizes: tuple[int, ...] = ()  # image sizes with weights of their own; others get 224's
@@ -33,11 +31,6 @@ class Backbone:
         import keras
         return getattr(keras.applications, self.module).preprocess_input
 
-    def block_of(self, layer_name: str) -> str | None:
-        """The block a layer belongs to, or None for stem and top layers (notebook 04)."""
-        match = re.match(self.block_pattern, layer_name)
-        return match.group(1) if match else None
-
     def weights_file(self, image_size: int) -> str:
         """The file Keras downloads the no-top ImageNet weights into (~/.keras/models/)."""
         if "{size}" not in self.imagenet_file:
@@ -46,20 +39,15 @@ class Backbone:
 
 
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
-    # He et al. 2016, Table 1: 3.8e9 multiply-adds
     Backbone("resnet50", "ResNet50", "ResNet50", "resnet50", r"^(conv\d_block\d+)_",
-             "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", 2 * 3.8, light=False),
-    # Howard et al. 2017, Table 8: 569M multiply-adds
+             "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", light=False),
     Backbone("mobilenet", "MobileNet (v1)", "MobileNet", "mobilenet", r"^conv_(?:dw|pw|pad)_(\d+)(?:_|$)",
-             "mobilenet_1_0_{size}_tf_no_top.h5", 2 * 0.569, light=True,
-             weights_sizes=(128, 160, 192, 224)),
-    # Sandler et al. 2018, Table 4: 300M multiply-adds
+             "mobilenet_1_0_{size}_tf_no_top.h5", light=True, weights_sizes=(128, 160, 192, 224)),
     Backbone("mobilenet_v2", "MobileNetV2", "MobileNetV2", "mobilenet_v2", r"^(block_\d+|expanded_conv)_",
-             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5", 2 * 0.300,
-             light=True, weights_sizes=(96, 128, 160, 192, 224)),
-    # Tan & Le 2021, google/automl efficientnetv2 README: 0.72B FLOPs
+             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5", light=True,
+             weights_sizes=(96, 128, 160, 192, 224)),
     Backbone("efficientnetv2_b0", "EfficientNetV2-B0", "EfficientNetV2B0", "efficientnet_v2",
-             r"^(block\d+[a-z])_", "efficientnetv2-b0_notop.h5", 2 * 0.72, light=True),
+             r"^(block\d+[a-z])_", "efficientnetv2-b0_notop.h5", light=True),
 )}
 
 

@@ -16,7 +16,6 @@ import os
 import shutil
 import uuid
 import weakref
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -25,9 +24,9 @@ import tensorflow as tf
 from helpers import pipelines, progress
 from helpers.errors import CannotSplit
 from helpers.layers import InferenceMode
+from helpers.settings import cache_dir
 
 MEMORY_BUDGET = 2 * 2**30  # bytes of cached outputs kept in memory; more go to disk
-_CALLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its compiled call
 
 
 def _producer(tensor):
@@ -145,18 +144,13 @@ def _inputs_like(tensors: list) -> list:
 
 
 def _call(model: keras.Model):
-    """`model(x, training=False)` compiled once for any batch size, returning a list of outputs."""
-    fn = _CALLS.get(model)
-    if fn is None:
-        spec = [tf.TensorSpec((None, *x.shape[1:]), tf.float32) for x in model.inputs]
+    """`model(x, training=False)` compiled for any batch size, returning a list of outputs."""
+    def call(*x):
+        result = model(_single(list(x)), training=False)
+        return list(result) if isinstance(result, (list, tuple)) else [result]
 
-        def call(*x):
-            result = model(_single(list(x)), training=False)
-            return list(result) if isinstance(result, (list, tuple)) else [result]
-
-        fn = tf.function(call, input_signature=spec, autograph=False)  # no Python branches
-        _CALLS[model] = fn
-    return fn
+    spec = [tf.TensorSpec((None, *x.shape[1:]), tf.float32) for x in model.inputs]
+    return tf.function(call, input_signature=spec, autograph=False)  # no Python branches
 
 
 def _structure(parts: list):
@@ -173,51 +167,40 @@ def _computed(model: keras.Model, examples: tf.data.Dataset, batch_size: int, wh
 
 
 def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64, *,
-            folder: Path | None = None, memory_budget: float | None = None) -> tf.data.Dataset:
-    """The unbatched (outputs, label) examples of `model` run once over a split, in order: in
-    memory within `memory_budget` bytes or without `folder`, else in .npy files in `folder`."""
+            memory_budget: float = MEMORY_BUDGET) -> tf.data.Dataset:
+    """The unbatched (outputs, label) examples of `model` run once over a split, in order: in memory
+    within `memory_budget` bytes, else in .npy files in the course's cache, removed with the dataset."""
     count = pipelines.count(examples)
-    shapes = [tuple(t.shape[1:]) for t in model.outputs]
+    shapes = [(count, *t.shape[1:]) for t in model.outputs]
     dtypes = [np.dtype(keras.backend.standardize_dtype(t.dtype)) for t in model.outputs]
-    size = count * sum(int(np.prod(s)) * d.itemsize for s, d in zip(shapes, dtypes))
-    budget = MEMORY_BUDGET if memory_budget is None else memory_budget
-    label_spec = examples.element_spec[1]
-    label_dtype = label_spec.dtype.as_numpy_dtype
-    on_disk = size > budget and folder is not None
+    label = examples.element_spec[1]
+    shapes, dtypes = shapes + [(count, *label.shape)], dtypes + [np.dtype(label.dtype.as_numpy_dtype)]
+    on_disk = sum(int(np.prod(s)) * d.itemsize for s, d in zip(shapes, dtypes)) > memory_budget
     if on_disk:
-        path = Path(folder) / f"cache-{model.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        shutil.rmtree(path, ignore_errors=True)
+        path = cache_dir() / "outputs" / f"{model.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         path.mkdir(parents=True)
-        print(f"{model.name}: {size / 2**30:.1f} GB of outputs, more than the memory budget: "
-              f"cached in {path}")
-        parts = [np.lib.format.open_memmap(path / f"output{k}.npy", "w+", d, (count, *s))
-                 for k, (s, d) in enumerate(zip(shapes, dtypes))]
-        labels = np.lib.format.open_memmap(path / "labels.npy", "w+", label_dtype,
-                                           (count, *label_spec.shape))
+        print(f"{model.name}: outputs larger than the memory budget, kept in {path} while they are used")
+        parts = [np.lib.format.open_memmap(path / f"{k}.npy", "w+", d, s) for k, (s, d) in enumerate(zip(shapes, dtypes))]
     else:
-        parts = [np.empty((count, *s), d) for s, d in zip(shapes, dtypes)]
-        labels = np.empty((count, *label_spec.shape), label_dtype)
-    start = 0
-    what = f"{model.name}: once over {count} images" + (", to disk" if on_disk else "")
+        parts = [np.empty(s, d) for s, d in zip(shapes, dtypes)]
+    start, what = 0, f"{model.name}: once over {count} images" + (", to disk" if on_disk else "")
     for values, y in _computed(model, examples, batch_size, what):
-        end = start + len(y)
-        for part, value in zip(parts, values):
-            part[start:end] = value
-        labels[start:end] = y
-        start = end
+        for part, value in zip(parts, [*values, y]):
+            part[start:start + len(y)] = value
+        start += len(y)
     if not on_disk:
-        return tf.data.Dataset.from_tensor_slices((_structure(parts), labels))
-    for array in (*parts, labels):
-        array.flush()
+        return tf.data.Dataset.from_tensor_slices((_structure(parts[:-1]), parts[-1]))
+    for part in parts:
+        part.flush()
 
     def read(chunk: int = 256):  # in chunks from the files, never all in memory
-        stored = [np.load(path / f"output{k}.npy", mmap_mode="r") for k in range(len(parts))]
-        kept = np.load(path / "labels.npy", mmap_mode="r")
+        stored = [np.load(path / f"{k}.npy", mmap_mode="r") for k in range(len(parts))]
         for begin in range(0, count, chunk):
-            yield _structure([np.asarray(s[begin:begin + chunk]) for s in stored]), \
-                np.asarray(kept[begin:begin + chunk])
+            batch = [np.asarray(s[begin:begin + chunk]) for s in stored]
+            yield _structure(batch[:-1]), batch[-1]
 
-    spec = (_structure([tf.TensorSpec((None, *s), tf.as_dtype(d)) for s, d in zip(shapes, dtypes)]),
-            tf.TensorSpec((None, *label_spec.shape), label_spec.dtype))
-    chunks = tf.data.Dataset.from_generator(read, output_signature=spec)
-    return chunks.unbatch().apply(tf.data.experimental.assert_cardinality(count))
+    specs = [tf.TensorSpec((None, *s[1:]), tf.as_dtype(d)) for s, d in zip(shapes, dtypes)]
+    chunks = tf.data.Dataset.from_generator(read, output_signature=(_structure(specs[:-1]), specs[-1]))
+    dataset = chunks.unbatch().apply(tf.data.experimental.assert_cardinality(count))
+    weakref.finalize(dataset, shutil.rmtree, path, True)
+    return dataset

@@ -1,6 +1,6 @@
-"""The four data sets of the course, each loaded from its real source (or generated on the smoke
-profile) into an `ImageData` of three ordered splits; `ImageData.batches` turns them into the
-`train_ds, val_ds, test_ds` that `fit`, `evaluate` and `predict` read."""
+"""The four data sets of the course, from their real sources (or generated on the smoke profile),
+each an `ImageData` of three ordered splits whose `batches` are the `train_ds, val_ds, test_ds` that
+`fit`, `evaluate` and `predict` read (the data section of every notebook)."""
 
 from __future__ import annotations
 
@@ -38,99 +38,76 @@ class ImageData:
     fingerprint: str = ""
     layout: str = ""  # how the splits were made, e.g. "pre-split: Train/, valid/, Test/"
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
     def size(self, split: str) -> int:
-        """Number of images in a split."""
         return len(self.labels[split])
 
     def batches(self, batch_size: int, shuffle_seed: int) -> tuple[tf.data.Dataset, ...]:
         """(train_ds, val_ds, test_ds): the training split reshuffled every epoch with the seed,
-        the others in their fixed order (the data section of notebooks 01-05)."""
+        the others in their fixed order."""
         return (pipelines.batches(self.train, batch_size, shuffle_seed=shuffle_seed),
                 pipelines.batches(self.val, batch_size), pipelines.batches(self.test, batch_size))
 
     def summary(self):
-        """Images per class and split, as a pandas DataFrame."""
+        """Images per class and split, as a pandas DataFrame (notebook 02's data section)."""
         import pandas as pd
-        table = pd.DataFrame({s: np.bincount(self.labels[s], minlength=self.num_classes)
-                              for s in SPLITS}, index=self.class_names)
+        table = pd.DataFrame({s: np.bincount(self.labels[s], minlength=len(self.class_names)) for s in SPLITS},
+                             index=self.class_names)
         table.loc["total"] = table.sum()
         return table
 
     def report(self) -> str:
-        """A few lines on the source, the split and anything skipped."""
-        lines = [f"{self.name}: {self.num_classes} classes from {self.source}",
-                 *([self.layout] if self.layout else []),
-                 f"train {self.size('train')} / validation {self.size('val')} / test "
-                 f"{self.size('test')} images at {self.image_size}x{self.image_size}",
-                 f"split fingerprint {self.fingerprint}"]
-        counts = np.bincount(self.labels["train"], minlength=self.num_classes)
+        """A few lines on the source, the split and anything skipped or converted."""
+        counts = np.bincount(self.labels["train"], minlength=len(self.class_names))
+        lines = [f"{self.name}: {len(self.class_names)} classes from {self.source}", *filter(None, [self.layout]),
+                 f"train {self.size('train')} / validation {self.size('val')} / test {self.size('test')} images "
+                 f"at {self.image_size}x{self.image_size}", f"split fingerprint {self.fingerprint}"]
         if counts.max() > 1.5 * max(counts.min(), 1):
-            lines.append(f"class imbalance: the largest training class is "
-                         f"{counts.max() / max(counts.min(), 1):.1f}x the smallest; accuracy alone "
-                         "can flatter a model here, read the per-class report.")
+            lines.append(f"class imbalance: the largest training class is {counts.max() / max(counts.min(), 1):.1f}x "
+                         "the smallest; accuracy alone can flatter a model here, read the per-class report.")
         if self.converted:
             lines.append(f"converted {self.converted} images to RGB (CMYK, 16-bit, grey with alpha, ...)")
         if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} files that cannot be read:")
-            lines += [f"  {path}: {reason}" for path, reason in self.skipped[:10]]
-            if len(self.skipped) > 10:
-                lines.append(f"  ... and {len(self.skipped) - 10} more")
+            lines += [f"skipped {len(self.skipped)} files that cannot be read:",
+                      *(f"  {path}: {reason}" for path, reason in self.skipped[:10]),
+                      *([f"  ... and {len(self.skipped) - 10} more"] if len(self.skipped) > 10 else [])]
         return "\n".join(lines)
 
 
-def image_data(name: str, parts: dict[str, tuple[tf.data.Dataset, np.ndarray]],
-               class_names: Sequence[str], batch_size: int | None = None, **info) -> ImageData:
+def image_data(name: str, parts: dict[str, tuple[tf.data.Dataset, np.ndarray]], class_names: Sequence[str],
+               batch_size: int | None = None, **info) -> ImageData:
     """An `ImageData` from each split's (examples, labels), BATCH_SIZE checked when given."""
     data = ImageData(name=name, **{split: examples for split, (examples, _) in parts.items()},
                      class_names=list(class_names),
-                     labels={s: np.asarray(y, np.int32).reshape(-1) for s, (_, y) in parts.items()},
-                     **info)
+                     labels={s: np.asarray(y, np.int32).reshape(-1) for s, (_, y) in parts.items()}, **info)
     if batch_size is not None and batch_size > data.size("train"):
-        raise SettingsError(f"BATCH_SIZE {batch_size} is larger than the {data.size('train')} "
-                            f"training images; use {data.size('train')} or fewer, or raise LIMIT.")
+        raise SettingsError(f"BATCH_SIZE {batch_size} is larger than the {data.size('train')} training images; "
+                            f"use {data.size('train')} or fewer, or raise LIMIT.")
     return data
 
 
-def from_arrays(name: str, parts: dict[str, tuple[np.ndarray, np.ndarray]],
-                class_names: Sequence[str], source: str, batch_size: int | None = None,
-                **info) -> ImageData:
+def from_arrays(name: str, parts: dict[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str],
+                source: str, batch_size: int | None = None, **info) -> ImageData:
     """A data set held in memory: (uint8 images, integer labels) for "train", "val" and "test"."""
     return image_data(name, {s: (pipelines.examples_from_arrays(x, y), y) for s, (x, y) in parts.items()},
-                      class_names, batch_size, source=source,
-                      image_size=int(parts["train"][0].shape[1]), **info)
-
-
-def check_classes(data: ImageData, expected: Sequence[str]) -> str:
-    """One sentence comparing the classes found with those of the article's data set (02)."""
-    found = ", ".join(data.class_names)
-    if sorted(c.lower() for c in data.class_names) == sorted(c.lower() for c in expected):
-        return f"{data.num_classes} classes, as in the article's data set: {found}."
-    return (f"{data.num_classes} classes ({found}) where the article's data set has {len(expected)} "
-            f"({', '.join(expected)}): fine for your own images, but the results are then not "
-            "comparable with the article's.")
+                      class_names, batch_size, source=source, image_size=int(parts["train"][0].shape[1]), **info)
 
 
 def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, dict[str, float]],
                   settings: Settings, source: str, layout: str) -> ImageData:
     """The three splits of scanned folders (LIMIT applied, BATCH_SIZE checked). `scans` and
-    `fractions` are keyed by folder below the root ("" for the root); `fractions` gives each
-    split's share of that folder, e.g. {"train": {"train": 1}, "validation": {"val": .8, ...}}."""
+    `fractions` are keyed by folder below the root ("" for the root); `fractions` gives each split's
+    share of that folder, e.g. {"train": {"train": 1}, "validation": {"val": .8, "test": .2}}."""
     class_names: list[str] = []
     picked: dict[str, tuple[list[str], np.ndarray, list[str]]] = {}
     skipped: list[tuple[str, str]] = []
     for folder, scan in scans.items():
         if class_names and scan.class_names != class_names:
-            raise DataError(f"{scan.root} has classes {scan.class_names}, but {class_names} were "
-                            "found beside it; every split needs the same class folders.")
+            raise DataError(f"{scan.root} has classes {scan.class_names}, but {class_names} were found beside "
+                            "it; every split needs the same class folders.")
         class_names = scan.class_names
         skipped += [(f"{folder}/{path}" if folder else path, why) for path, why in scan.skipped]
         targets = fractions[folder]
-        for split, indices in zip(targets, splits.stratified(scan.labels, list(targets.values()),
-                                                              settings.seed)):
+        for split, indices in zip(targets, splits.stratified(scan.labels, list(targets.values()), settings.seed)):
             indices = splits.limited(indices, settings.limit)
             picked[split] = ([scan.paths[i] for i in indices], scan.labels[indices],
                              [f"{scan.labels[i]}:{scan.names[i]}" for i in indices])
@@ -138,119 +115,101 @@ def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, 
         if split not in picked or len(picked[split][0]) == 0:
             raise DataError(f"The {split} split of {name} came out empty; add images per class.")
     return image_data(
-        name, {s: (pipelines.examples_from_files(*picked[s][:2], settings.image_size), picked[s][1])
-               for s in SPLITS},
-        class_names, settings.batch_size, source=source, image_size=settings.image_size,
-        skipped=skipped, converted=sum(scan.converted for scan in scans.values()),
+        name, {s: (pipelines.examples_from_files(*picked[s][:2], settings.image_size), picked[s][1]) for s in SPLITS},
+        class_names, settings.batch_size, source=source, image_size=settings.image_size, skipped=skipped,
+        converted=sum(scan.converted for scan in scans.values()),
         fingerprint=splits.fingerprint(*(picked[s][2] for s in SPLITS)), layout=layout)
 
 
-def _tfds_image_data(name: str, builder, raw: tf.data.Dataset, labels: np.ndarray,
-                     parts: Sequence[np.ndarray], settings: Settings, layout: str,
-                     class_names: Sequence[str] | None = None) -> ImageData:
+def _tfds(name: str, builder, parts: Sequence[np.ndarray], labels: np.ndarray, raw: tf.data.Dataset,
+          settings: Settings, layout: str, class_names: Sequence[str]) -> ImageData:
     """Three splits of a tfds data set by example index, in tfds's order (LIMIT applied)."""
     parts = [np.sort(splits.limited(p, settings.limit)) for p in parts]
     indexed = raw.enumerate()
 
     def subset(indices: np.ndarray) -> tf.data.Dataset:
         table = tf.constant(np.isin(np.arange(len(labels)), indices))
-        picked = indexed.filter(lambda i, example: tf.gather(table, i)).map(lambda i, ex: ex)
+        picked = indexed.filter(lambda i, example: tf.gather(table, i)).map(lambda i, example: example)
         return pipelines.decoded(picked, settings.image_size, len(indices))
 
-    return image_data(name, {s: (subset(p), labels[p]) for s, p in zip(SPLITS, parts)},
-                      class_names or builder.info.features["label"].names, settings.batch_size,
-                      source=f"tensorflow_datasets {builder.name} ({builder.data_dir})",
-                      image_size=settings.image_size,
-                      fingerprint=splits.fingerprint(*(p.tolist() for p in parts)), layout=layout)
+    return image_data(name, {s: (subset(p), labels[p]) for s, p in zip(SPLITS, parts)}, class_names,
+                      settings.batch_size, source=f"tensorflow_datasets {builder.name} ({builder.data_dir})",
+                      image_size=settings.image_size, fingerprint=splits.fingerprint(*(p.tolist() for p in parts)),
+                      layout=layout)
 
 
-def cats_vs_dogs(settings: Settings, test_fraction: float = 0.2,
-                 per_class: Sequence[int] = ARTICLE_CATS_DOGS) -> ImageData:
-    """Notebook 01's data: a `train/` + `validation/` tree, or tfds cats_vs_dogs cut to
-    `per_class` images per class; the test set is carved from validation. Sources: DATA_DIR,
-    generated (smoke), tfds prepared, data/, a tfds download, then cats_and_dogs_filtered.zip."""
+def cats_vs_dogs(settings: Settings, test_fraction: float = 0.2) -> ImageData:
+    """Notebook 01's photos: DATA_DIR's `train/` + `validation/` tree, generated ones (smoke), tfds
+    `cats_vs_dogs` cut to the article's 4,000 + 1,000 per class (prepared, or downloaded), a tree in
+    data/, or `cats_and_dogs_filtered.zip` as the named fallback; the test set is carved from
+    validation."""
     shares = (1 - test_fraction, test_fraction)
+    tail = f"validation/ is {splits.describe(shares, settings.seed)} into validation and test"
     if settings.data_dir is not None:
         root = sources.cats_dogs_root(settings.data_dir)
         if root is None:
-            raise DataError(f"{settings.data_dir} has no train/ and validation/ folders; expected "
-                            "train/cats, train/dogs, validation/cats, validation/dogs (see "
-                            "data/README.md).")
+            raise DataError(f"{settings.data_dir} has no train/ and validation/ folders; expected train/cats, "
+                            "train/dogs, validation/cats, validation/dogs (see data/README.md).")
         source = str(root)
     elif settings.profile == "smoke":
         root = sample_folder("cats_vs_dogs", CATS_DOGS_CLASSES, {"train": 200, "validation": 100})
         source = "generated sample data (coloured shapes standing in for cats and dogs)"
     else:
         builder = sources.tfds_builder("cats_vs_dogs")
-        prepared = builder.is_prepared()
-        root = None if prepared else sources.cats_dogs_root(sources.data_root())
-        if root is None and not prepared and not sources.can_download(sources.CATS_DOGS_TFDS_URL):
+        root = None if builder.is_prepared() else sources.cats_dogs_root(sources.data_root())
+        if root is None and not builder.is_prepared() and not sources.can_download(sources.CATS_DOGS_TFDS_URL):
             root = sources.download_cats_dogs(builder.data_dir)
         if root is None:
             raw, labels = sources.tfds_examples(builder, sources.CATS_DOGS_TFDS_URL,
                                                 sources.cats_dogs_missing(builder.data_dir))
-            train, val = splits.stratified(labels, None, settings.seed, per_class=per_class)
+            train, val = splits.stratified(labels, None, settings.seed, per_class=ARTICLE_CATS_DOGS)
             keep, test = splits.stratified(labels[val], shares, settings.seed)
-            layout = (f"a seeded, stratified subset: {per_class[0]:,} training and "
-                      f"{per_class[1]:,} validation images per class; validation then "
-                      f"{splits.describe(shares, settings.seed)} into validation and test")
-            return _tfds_image_data("cats vs dogs", builder, raw, labels, [train, val[keep], val[test]],
-                                    settings, layout, CATS_DOGS_CLASSES)
-        source = str(root)
-        if root.name == "cats_and_dogs_filtered":
-            source += " (fallback: the public 2,000-image subset, not the article's 8,000)"
+            layout = (f"a seeded, stratified subset of {ARTICLE_CATS_DOGS[0]:,} training and {ARTICLE_CATS_DOGS[1]:,} "
+                      f"validation images per class; {tail}")
+            return _tfds("cats vs dogs", builder, [train, val[keep], val[test]], labels, raw, settings, layout,
+                         CATS_DOGS_CLASSES)
+        source = str(root) + (" (fallback: the public 2,000-image subset, not the article's 8,000)"
+                              if root.name == "cats_and_dogs_filtered" else "")
     return folder_splits(
-        "cats vs dogs",
-        {split: scan_folder(root / split, CATS_DOGS_CLASSES) for split in ("train", "validation")},
+        "cats vs dogs", {split: scan_folder(root / split, CATS_DOGS_CLASSES) for split in ("train", "validation")},
         {"train": {"train": 1.0}, "validation": dict(zip(("val", "test"), shares))}, settings, source,
-        f"train/ trains; validation/ is {splits.describe(shares, settings.seed)} into validation "
-        "and test")
+        "train/ trains; " + tail)
 
 
 def image_folder(settings: Settings, name: str, root: Path, source: str | None = None,
                  fractions=(0.8, 0.1, 0.1)) -> ImageData:
-    """A class-per-subfolder folder, pre-split (without val/, `fractions[1]` of train/ is
-    carved out) or split with the seed (notebook 02)."""
-    root = Path(root)
-    found = sources.presplit(root)
-    if found:
-        scans = {p.name: scan_folder(p) for p in found.values()}
-        targets = {p.name: {split: 1.0} for split, p in found.items()}
-        layout = "pre-split: " + ", ".join(f"{p.name}/" for p in found.values())
-        if "val" not in found:
-            train = found["train"].name
-            targets[train] = {"train": 1 - fractions[1], "val": fractions[1]}
-            layout += (f"; validation carved from {train}/ ({fractions[1]:.0%}, stratified, "
-                       f"seed {settings.seed})")
-    else:
-        scans = {"": scan_folder(root)}
-        targets = {"": dict(zip(SPLITS, fractions))}
-        layout = "one folder per class, " + splits.describe(fractions, settings.seed)
-    return folder_splits(name, scans, targets, settings, source or str(root), layout)
+    """A class-per-subfolder folder, pre-split (without val/, `fractions[1]` of train/ is carved out)
+    or split with the seed (notebook 02)."""
+    root, found = Path(root), sources.presplit(Path(root))
+    if not found:
+        return folder_splits(name, {"": scan_folder(root)}, {"": dict(zip(SPLITS, fractions))}, settings,
+                             source or str(root), "one folder per class, " + splits.describe(fractions, settings.seed))
+    targets = {p.name: {split: 1.0} for split, p in found.items()}
+    layout = "pre-split: " + ", ".join(f"{p.name}/" for p in found.values())
+    if "val" not in found:
+        targets[found["train"].name] = {"train": 1 - fractions[1], "val": fractions[1]}
+        layout += f"; validation carved from {found['train'].name}/ ({fractions[1]:.0%}, stratified, seed {settings.seed})"
+    return folder_splits(name, {p.name: scan_folder(p) for p in found.values()}, targets, settings,
+                         source or str(root), layout)
 
 
 def animals(settings: Settings, kaggle_dataset: str | None = None) -> ImageData:
-    """Notebook 02's animal folder (any classes): DATA_DIR, data/animals/ or a Kaggle download."""
+    """Notebook 02's animal photos (any classes): DATA_DIR, generated (smoke), data/animals/, or a
+    Kaggle data set downloaded with kagglehub."""
     local = sources.data_root() / "animals"
-    source = None
-    if settings.data_dir is not None:
-        root = settings.data_dir
-    elif settings.profile == "smoke":
-        root = sample_folder("animals", ANIMAL_CLASSES, {"": 80})
-        source = "generated sample data (coloured shapes standing in for five animals)"
-    elif local.is_dir():
-        root = local
-    elif kaggle_dataset:
-        root = sources.download_kaggle(kaggle_dataset)
-    else:
-        raise DataError(f"No animal images found: put them in {local} ({sources.ANIMALS_LAYOUT}), "
-                        "set DATA_DIR to such a folder, or set KAGGLE_DATASET to a Kaggle dataset "
-                        "id (with Kaggle credentials).")
-    return image_folder(settings, "animals", root, source)
+    if settings.data_dir is None and settings.profile == "smoke":
+        return image_folder(settings, "animals", sample_folder("animals", ANIMAL_CLASSES, {"": 80}),
+                            "generated sample data (coloured shapes standing in for five animals)")
+    if settings.data_dir is not None or local.is_dir():
+        return image_folder(settings, "animals", settings.data_dir or local)
+    if kaggle_dataset:
+        return image_folder(settings, "animals", sources.download_kaggle(kaggle_dataset))
+    raise DataError(f"No animal images found: put them in {local} ({sources.ANIMALS_LAYOUT}), set DATA_DIR to "
+                    "such a folder, or set KAGGLE_DATASET to a Kaggle dataset id (with Kaggle credentials).")
 
 
 def cifar10(settings: Settings, val_fraction: float) -> ImageData:
-    """CIFAR-10 at 32x32 (notebooks 03 and 05): the official test set, `val_fraction` of the
+    """CIFAR-10 at 32x32 (notebooks 03 and 05): the official test set, and `val_fraction` of the
     training set held out for validation."""
     if settings.data_dir is None and settings.profile == "smoke":
         # Same shapes and palette as the stand-in weights' source task, paired differently.
@@ -260,27 +219,26 @@ def cifar10(settings: Settings, val_fraction: float) -> ImageData:
     else:
         (x_train, y_train), (x_test, y_test), source = sources.cifar10_arrays(settings.data_dir)
     y_train, y_test = y_train.reshape(-1), y_test.reshape(-1)
-    train, val = splits.stratified(y_train, (1 - val_fraction, val_fraction), settings.seed)
-    train, val = splits.limited(train, settings.limit), splits.limited(val, settings.limit)
+    train, val = (splits.limited(p, settings.limit)
+                  for p in splits.stratified(y_train, (1 - val_fraction, val_fraction), settings.seed))
     test = splits.limited(splits.stratified(y_test, (1.0,), settings.seed)[0], settings.limit)
     return from_arrays(
         "CIFAR-10", {"train": (x_train[train], y_train[train]), "val": (x_train[val], y_train[val]),
-                     "test": (x_test[test], y_test[test])},
-        CIFAR10_CLASSES, source, settings.batch_size,
+                     "test": (x_test[test], y_test[test])}, CIFAR10_CLASSES, source, settings.batch_size,
         fingerprint=splits.fingerprint(train.tolist(), val.tolist(), test.tolist()),
-        layout=f"the official test set; {val_fraction:.0%} of the training set held out for "
-               f"validation (stratified, seed {settings.seed})")
+        layout=f"the official test set; {val_fraction:.0%} of the training set held out for validation "
+               f"(stratified, seed {settings.seed})")
 
 
 def tf_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
-    """Notebook 04's tf_flowers (3,670 photos, 5 classes) from `flower_photos/` or tfds, split
-    80/10/10."""
+    """Notebook 04's tf_flowers (3,670 photos, 5 classes) from DATA_DIR's or data/'s `flower_photos/`,
+    generated (smoke), or tensorflow_datasets; split 80 / 10 / 10."""
+    layout = "one folder per class, " + splits.describe(fractions, settings.seed)
     if settings.data_dir is not None:
         folder = sources.flowers_folder(settings.data_dir)
         if folder is None:
             raise DataError(f"{settings.data_dir} has no flower_photos/ folder with the subfolders "
-                            f"{', '.join(FLOWER_CLASSES)}; extract {sources.FLOWERS_URL} there (see "
-                            "data/README.md).")
+                            f"{', '.join(FLOWER_CLASSES)}; extract {sources.FLOWERS_URL} there (see data/README.md).")
         source = str(folder)
     elif settings.profile == "smoke":
         folder = sample_folder("flower_photos", FLOWER_CLASSES, {"": 70})
@@ -290,10 +248,9 @@ def tf_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
         if folder is None:
             builder = sources.tfds_builder("tf_flowers")
             raw, labels = sources.tfds_examples(builder, sources.FLOWERS_URL, sources.flowers_missing(builder))
-            layout = "tensorflow_datasets' one split, " + splits.describe(fractions, settings.seed)
-            return _tfds_image_data("tf_flowers", builder, raw, labels,
-                                    splits.stratified(labels, fractions, settings.seed), settings, layout)
+            return _tfds("tf_flowers", builder, splits.stratified(labels, fractions, settings.seed), labels, raw,
+                         settings, "tensorflow_datasets' one split, " + splits.describe(fractions, settings.seed),
+                         builder.info.features["label"].names)
         source = str(folder)
-    return folder_splits("tf_flowers", {"": scan_folder(folder, FLOWER_CLASSES)},
-                         {"": dict(zip(SPLITS, fractions))}, settings, source,
-                         "one folder per class, " + splits.describe(fractions, settings.seed))
+    return folder_splits("tf_flowers", {"": scan_folder(folder, FLOWER_CLASSES)}, {"": dict(zip(SPLITS, fractions))},
+                         settings, source, layout)

@@ -1,15 +1,15 @@
-"""The course's bookkeeping around `model.fit`, in the cells of notebooks 01-05 marked as such:
-a `Logbook` per trained configuration gives the callbacks that log, time and back up every
-epoch (a rerun after a killed kernel continues where it stopped, and a configuration whose
-record exists is not trained again), then `finish` writes its record:
+"""The course's bookkeeping around `model.fit`, in the cells of notebooks 01-05 marked as such: a
+`Logbook` per trained configuration gives callbacks that log, time and back up every epoch (a rerun
+after a killed kernel continues where it stopped; a configuration whose record exists is restored,
+not trained again), then `finish` writes its record:
 
     log = logbook.Logbook(settings, "mobilenet_v2", "frozen")
     history = model.fit(train_ds, ..., callbacks=log.callbacks())
     record = log.finish(model, cats_dogs, model.predict(test_ds))
 
 Keras has no public way to continue `fit` at a later epoch or to read a layer's random state:
-`Model._initial_epoch` (as `keras.callbacks.BackupAndRestore` sets it) and `_seed_generators`
-are used here, tested on Keras 3.8 and 3.15.
+`Model._initial_epoch` (as `keras.callbacks.BackupAndRestore` sets it) and `_seed_generators` are
+used below, tested on Keras 3.8 and 3.15.
 """
 
 from __future__ import annotations
@@ -43,22 +43,33 @@ STALE_SECONDS = 600  # a claim on a configuration not renewed for this long belo
 
 def settings_key(settings: Settings) -> str:
     """A short hash of the settings a record depends on (a record made with others is redone)."""
-    text = repr((settings.profile, settings.image_size, settings.batch_size, settings.seed,
-                 settings.limit, settings.weights, sorted(settings.epochs.items()),
-                 settings.fine_tune_epochs, str(settings.data_dir)))
+    text = repr((settings.profile, settings.image_size, settings.batch_size, settings.seed, settings.limit,
+                 settings.weights, sorted(settings.epochs.items()), settings.fine_tune_epochs, str(settings.data_dir)))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
+def unique(path: Path) -> Path:
+    """A temporary name beside `path`, of this process alone (then `os.replace` it into place)."""
+    stem, _, suffixes = path.name.partition(".")
+    return path.with_name(f".{stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{suffixes}")
+
+
+def device_name() -> str:
+    """A short description of the accelerator, or of the CPU (the records' `device`)."""
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"CPU ({os.cpu_count()} cores)"
+    try:
+        return f"{len(gpus)}x {tf.config.experimental.get_device_details(gpus[0]).get('device_name', 'GPU')}"
+    except (ValueError, RuntimeError):
+        return f"{len(gpus)}x GPU"
 
 
 class Logbook:
     """One configuration (model, strategy, optional variant) of a notebook. `first_phase`: the
-    logbook whose first phase this one continues (notebook 04's shared head); `scratch`: a
-    phase that is never recorded, kept in a folder of this run's own."""
+    logbook whose first phase this one continues (notebook 04's shared head); `scratch`: a phase
+    that is never recorded, kept in a folder of this run's own."""
 
     def __init__(self, settings: Settings, model: str, strategy: str, *, variant: str | None = None,
                  first_phase: Logbook | None = None, scratch: bool = False):
@@ -67,17 +78,12 @@ class Logbook:
         self.model_path = self.path.with_suffix(".keras")
         own = f"-{os.getpid()}-{uuid.uuid4().hex[:8]}" if scratch else ""
         self.workdir = settings.record_dir / ".work" / f"{self.path.stem}{own}"
-        self.first_phase, self.scratch = first_phase, scratch
-        self.key = settings_key(settings)
+        self.first_phase, self.scratch, self.key, self.trained_now = first_phase, scratch, settings_key(settings), False
         self.record = None if settings.redo or scratch else records.existing_record(self.path, self.key)
         if self.record is not None and not self.model_path.exists():
             self.record = None  # nothing to restore the trained model from: train it again
-        self.trained_now = False
-
-    @property
-    def title(self) -> str:
-        variant = f" ({self.variant})" if self.variant else ""
-        return f"{backbones.get(self.model_name).title} / {self.strategy}{variant}"
+        variant = f" ({variant})" if variant else ""
+        self.title = f"{backbones.get(model).title} / {strategy}{variant}"
 
     @property
     def finished(self) -> bool:
@@ -85,48 +91,49 @@ class Logbook:
         return self.record is not None
 
     def callbacks(self, *stateful: keras.callbacks.Callback) -> list[keras.callbacks.Callback]:
-        """For every `fit` of this configuration: stop on NaN, the epoch's shuffle order, and the
-        bookkeeping; `stateful` callbacks of the page (EarlyStopping, ReduceLROnPlateau) are
-        backed up with the model, so a resumed run continues exactly as it would have."""
+        """For every `fit` of this configuration: stop on NaN, each epoch's shuffle order, and the
+        bookkeeping; the page's `stateful` callbacks (EarlyStopping, ReduceLROnPlateau) are backed
+        up with the model, so that a resumed run continues exactly as an uninterrupted one."""
         if not self.finished and not self.scratch:
             self._claim()
         return [keras.callbacks.TerminateOnNaN(), pipelines.EpochOrder(), _Bookkeeping(self, stateful)]
 
     def _claim(self) -> None:
-        """Make this run the one training the configuration; refuse if another live run is."""
+        """Make this run the one training the configuration; refuse while another live run is."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        claim = self.workdir / "claim.json"
-        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        claim, me = self.workdir / "claim.json", {"host": socket.gethostname(), "pid": os.getpid()}
         for _ in range(2):
             try:
-                handle = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                with os.fdopen(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY), "w") as file:
+                    return json.dump(me, file)
             except FileExistsError:
                 try:
-                    owner = json.loads(claim.read_text())
+                    owner, age = json.loads(claim.read_text()), time.time() - claim.stat().st_mtime
                 except (OSError, ValueError):
-                    owner = {}
-                if owner.get("host") == me["host"] and owner.get("pid") == me["pid"]:
-                    return  # ours already (a cell run again)
-                if _alive(owner, claim):
-                    raise CourseError(
-                        f"{self.title} is being trained right now by another run (process "
-                        f"{owner.get('pid')} on {owner.get('host')}) into {self.settings.results_dir}; "
-                        "let it finish (this notebook then reuses its record), or give this run "
-                        "another RESULTS_DIR.") from None
-                claim.unlink(missing_ok=True)  # its owner is gone: take over, resume its backups
-                continue
-            with os.fdopen(handle, "w") as file:
-                json.dump(me, file)
-            return
+                    owner, age = {}, 0.0
+            if owner == me:
+                return  # ours already (a cell run again)
+            if owner.get("host") == me["host"]:
+                try:
+                    os.kill(int(owner.get("pid", 0)), 0)  # signal 0 only asks whether it exists
+                    alive = True
+                except (OSError, ValueError):
+                    alive = False
+            else:  # on another machine: alive while it renews its claim
+                alive = age < STALE_SECONDS
+            if alive:
+                raise CourseError(f"{self.title} is being trained right now by another run (process "
+                                  f"{owner.get('pid')} on {owner.get('host')}) into {self.settings.results_dir}; "
+                                  "let it finish (this notebook then reuses its record), or give this run "
+                                  "another RESULTS_DIR.") from None
+            claim.unlink(missing_ok=True)  # its owner is gone: take over and resume its backups
 
     def phases(self) -> list[dict]:
         """What each `fit` of this configuration was, in order, with its logged epochs."""
         if self.record is not None:
             rows = self.record["history"]["rows"]
-            return [{**p, "rows": [r for r in rows if r.get("phase") == p["phase"]]}
-                    for p in self.record["phases"]]
-        found = [json.loads((p / "state.json").read_text())
-                 for p in self.workdir.glob("until-*") if (p / "state.json").exists()]
+            return [{**p, "rows": [r for r in rows if r.get("phase") == p["phase"]]} for p in self.record["phases"]]
+        found = [json.loads(p.read_text()) for p in self.workdir.glob("until-*/state.json")]
         earlier = [] if self.first_phase is None else self.first_phase.phases()[:1]
         return earlier + sorted(found, key=lambda p: p["epochs_until"])
 
@@ -137,7 +144,7 @@ class Logbook:
 
     def finish(self, model: keras.Model, data: ImageData, test_logits: np.ndarray | None = None,
                model_file: Path | None = None) -> dict:
-        """Write the record of the trained `model`: the test metrics from `test_logits` (what
+        """Write the record of the trained `model`: test metrics from `test_logits` (what
         `model.predict(test_ds)` gave; computed when None), validation from the kept epoch, the
         timings, and the model saved beside the record (or `model_file`, saved by the page)."""
         if self.finished and not self.trained_now:
@@ -145,57 +152,45 @@ class Logbook:
             return self.record
         phases = self.phases()
         first, second = phases[0], (phases[1] if len(phases) > 1 else None)
+        rows = [row for phase in phases for row in phase["rows"]]
         record = records.new_record(
             self.settings, self.model_name, self.strategy, dataset=data.name, title=self.title,
             variant=self.variant, settings_key=self.key, epochs=first["epochs_until"],
             fine_tune_epochs=(second["epochs_until"] - first["epochs_until"]) if second else 0,
-            optimizer=_label(first), learning_rate=first["learning_rate"],
-            fine_tune_learning_rate=second["learning_rate"] if second else None,
-            skipped_files=len(data.skipped), split_fingerprint=data.fingerprint,
-            class_names=list(data.class_names))
-        rows = [row for phase in phases for row in phase["rows"]]
+            optimizer=first["optimizer"] + (f"(momentum={first['momentum']:g})" if first.get("momentum") else ""),
+            learning_rate=first["learning_rate"], fine_tune_learning_rate=second and second["learning_rate"],
+            skipped_files=len(data.skipped), split_fingerprint=data.fingerprint, class_names=list(data.class_names),
+            history={"rows": rows}, resumed_epochs=sum(p.get("resumed_epochs", 0) for p in phases),
+            phases=[{k: v for k, v in p.items() if k not in ("rows", "stateful", "seeds", "epoch", "done")}
+                    for p in phases])
         bad = next((r for r in rows if not math.isfinite(r.get("loss", 0.0))), None)
         if bad is not None:
-            error = TrainingDiverged(
-                f"The training loss became {bad['loss']} in epoch {bad['epoch']}; lower the "
-                "learning rate or check the data for broken images or labels.")
+            error = TrainingDiverged(f"The training loss became {bad['loss']} in epoch {bad['epoch']}; lower the "
+                                     "learning rate or check the data for broken images or labels.")
             print(f"{self.title} FAILED: {error}")
-            record.update(status="failed", error=str(error), history={"rows": rows})
-            return self._write(record)
+            return self._write({**record, "status": "failed", "error": str(error)})
         kept = next((p["kept_epoch"] for p in reversed(phases) if p.get("kept_epoch")), None)
         final = next((r for r in rows if r["epoch"] == kept), rows[-1] if rows else {})
-        if test_logits is None:
-            test = evaluate.predict(model, data.test, self.settings.batch_size)
-        else:
-            test = evaluate.Predictions(data.labels["test"], np.asarray(test_logits, np.float32))
-        on_cpu = not any(d.device_type == "GPU" for d in _devices())
-        batch = 32 if on_cpu else 128
+        test = (evaluate.predict(model, data.test, self.settings.batch_size) if test_logits is None
+                else evaluate.Predictions(data.labels["test"], np.asarray(test_logits, np.float32)))
+        batch = 32 if device_name().startswith("CPU") else 128
         record.update(
-            train_accuracy=final.get("accuracy"), train_loss=final.get("loss"),
-            val_accuracy=final.get("val_accuracy"), val_loss=final.get("val_loss"),
-            test_accuracy=test.accuracy, test_loss=test.loss,
+            train_accuracy=final.get("accuracy"), train_loss=final.get("loss"), val_accuracy=final.get("val_accuracy"),
+            val_loss=final.get("val_loss"), test_accuracy=test.accuracy, test_loss=test.loss,
             trainable_params=evaluate.count_params(model.trainable_weights),
-            total_params=evaluate.count_params(model.weights),
-            train_seconds=sum(p["seconds"] for p in phases),
-            inference_ms_per_image=evaluate.latency_ms(model),
-            throughput_images_per_s=evaluate.throughput(model, batch_size=batch),
-            throughput_batch_size=batch, device=device_name(),
-            history={"rows": rows, "best_epoch": kept},
-            phases=[{k: v for k, v in p.items() if k not in ("rows", "stateful", "seeds", "epoch", "done")}
-                    for p in phases],
-            resumed_epochs=sum(p.get("resumed_epochs", 0) for p in phases))
+            total_params=evaluate.count_params(model.weights), train_seconds=sum(p["seconds"] for p in phases),
+            inference_ms_per_image=evaluate.latency_ms(model), throughput_batch_size=batch,
+            throughput_images_per_s=evaluate.throughput(model, batch_size=batch), device=device_name(),
+            history={"rows": rows, "best_epoch": kept})
         if model_file is None and self.settings.save_models:
-            model_file = self.model_path
-            tmp = model_file.with_name(f".{model_file.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.keras")
+            model_file, tmp = self.model_path, unique(self.model_path)
             model.save(tmp)
             os.replace(tmp, model_file)
         if model_file is not None:
-            record.update(model_file=Path(model_file).name,
-                          model_size_mb=Path(model_file).stat().st_size / 2**20)
+            record.update(model_file=Path(model_file).name, model_size_mb=Path(model_file).stat().st_size / 2**20)
         xla = [p["phase"] for p in phases if p.get("xla")]
-        print(f"{self.title}: test accuracy {test.accuracy:.3f}, {record['trainable_params']:,} "
-              f"trainable parameters, {record['train_seconds']:.0f} s of training, compiled with "
-              f"XLA: {', '.join(xla) or 'nothing'}")
+        print(f"{self.title}: test accuracy {test.accuracy:.3f}, {record['trainable_params']:,} trainable "
+              f"parameters, {record['train_seconds']:.0f} s of training, compiled with XLA: {', '.join(xla) or 'nothing'}")
         return self._write(record)
 
     def discard(self) -> None:
@@ -204,53 +199,14 @@ class Logbook:
 
     def _write(self, record: dict) -> dict:
         records.write_record(record, self.path)
-        shutil.rmtree(self.workdir, ignore_errors=True)  # the backups and the claim with it
+        self.discard()  # the backups, and the claim with them
         self.record = record
         return record
 
 
-def _alive(owner: dict, claim: Path) -> bool:
-    """Whether the run that claimed a configuration still runs (checked on this host; elsewhere,
-    whether it renewed its claim within `STALE_SECONDS`)."""
-    if owner.get("host") == socket.gethostname():
-        try:
-            os.kill(int(owner.get("pid", 0)), 0)  # signal 0: only asks whether it exists
-        except (OSError, ValueError):
-            return False
-        return True
-    try:
-        return time.time() - claim.stat().st_mtime < STALE_SECONDS
-    except OSError:
-        return False
-
-
-def _devices():
-    import tensorflow as tf
-    return tf.config.list_physical_devices()
-
-
-def device_name() -> str:
-    """A short description of the accelerator, or of the CPU (the records' `device`)."""
-    import tensorflow as tf
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        try:
-            label = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-        except (ValueError, RuntimeError):
-            label = "GPU"
-        return f"{len(gpus)}x {label}"
-    return f"CPU ({os.cpu_count()} cores)"
-
-
-def _label(phase: dict) -> str:
-    """The optimizer as the record names it, e.g. 'Adam' or 'SGD(momentum=0.9)'."""
-    name = phase["optimizer"]
-    return f"{name}(momentum={phase['momentum']:g})" if phase.get("momentum") else name
-
-
 class _Bookkeeping(keras.callbacks.Callback):
-    """Logs, times and backs up one `fit` (a phase, known by the epoch it trains until); a fit
-    started again restores the backup and continues; a finished configuration runs no epoch."""
+    """Logs, times and backs up one `fit` (a phase, known by the epoch it trains until); a fit started
+    again restores the backup and continues; a finished configuration is restored and runs no epoch."""
 
     def __init__(self, log: Logbook, stateful):
         super().__init__()
@@ -258,13 +214,11 @@ class _Bookkeeping(keras.callbacks.Callback):
 
     def _seeds(self) -> list:
         """The random state of Dropout and augmentation layers (not in the weights file)."""
-        return [generator.state for layer in self.model._flatten_layers()
-                for generator in getattr(layer, "_seed_generators", [])]
+        return [g.state for layer in self.model._flatten_layers() for g in getattr(layer, "_seed_generators", [])]
 
     def on_train_begin(self, logs=None):
         until = self.params.get("epochs") or 0
-        self.folder = self.log.workdir / f"until-{until}"
-        self.started, self.touched = time.perf_counter(), time.time()
+        self.folder, self.started, self.touched = self.log.workdir / f"until-{until}", time.perf_counter(), time.time()
         self.model._initial_epoch = None  # what an earlier fit's restore set
         if self.log.finished:  # restore the trained model, run no epoch
             saved = keras.saving.load_model(self.log.model_path, compile=False)
@@ -274,28 +228,24 @@ class _Bookkeeping(keras.callbacks.Callback):
                 stored = {w.path: w for w in saved.weights}
                 for weight in self.model.weights:
                     weight.assign(stored[weight.path])
-            self.state = next((p for p in self.log.phases() if p["epochs_until"] == until),
-                              {"rows": [], "epochs_until": until})
+            self.state = next((p for p in self.log.phases() if p["epochs_until"] == until), {"rows": []})
             self.model._initial_epoch = until
             return
         self.log.trained_now = True
         path = self.folder / "state.json"
         self.state = json.loads(path.read_text()) if path.exists() else {}
         if self.state.get("epoch"):
-            self._restore()
-            return
+            return self._restore()
         optimizer = self.model.optimizer
-        rate = np.float32(keras.ops.convert_to_numpy(optimizer.learning_rate))
         self.state = {
-            "phase": f"phase {len(self.log.phases()) + 1}",
-            "optimizer": type(optimizer).__name__,
-            "learning_rate": float(str(rate)),  # as written (1e-3, not 0.0010000000475)
-            "momentum": getattr(optimizer, "momentum", None) or None,
-            "epochs_until": until, "trained_model": self.model.name,
-            "inputs": [list(x.shape[1:]) for x in self.model.inputs],
+            "phase": f"phase {len(self.log.phases()) + 1}", "optimizer": type(optimizer).__name__,
+            # as written (1e-3, not the float32 variable's 0.0010000000475)
+            "learning_rate": float(str(np.float32(keras.ops.convert_to_numpy(optimizer.learning_rate)))),
+            "momentum": getattr(optimizer, "momentum", None) or None, "epochs_until": until,
+            "trained_model": self.model.name, "inputs": [list(x.shape[1:]) for x in self.model.inputs],
             "trainable_params": evaluate.count_params(self.model.trainable_weights),
-            "xla": bool(self.model.jit_compile), "rows": [], "seconds": 0.0, "epoch": 0,
-            "resumed_epochs": 0, "done": False}
+            "xla": bool(self.model.jit_compile), "rows": [], "seconds": 0.0, "epoch": 0, "resumed_epochs": 0,
+            "done": False}
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def _restore(self) -> None:
@@ -304,19 +254,19 @@ class _Bookkeeping(keras.callbacks.Callback):
         self.model.load_weights(str(self.folder / "backup.weights.h5"))
         for variable, value in zip(self._seeds(), self.state.get("seeds", [])):
             variable.assign(value)
-        saved = np.load(self.folder / "stateful.npz") if (self.folder / "stateful.npz").exists() else {}
+        arrays = np.load(self.folder / "stateful.npz") if (self.folder / "stateful.npz").exists() else {}
         for k, (callback, values) in enumerate(zip(self.stateful, self.state.get("stateful", []))):
             for name, value in values.items():
                 setattr(callback, name, value)
-            if f"{k}_0" in saved:
-                callback.best_weights = [saved[f"{k}_{i}"] for i in range(values["best_weights_count"])]
+            if f"{k}_0" in arrays:
+                callback.best_weights = [arrays[f"{k}_{i}"] for i in range(values["best_weights_count"])]
         self.state["resumed_epochs"] = len(self.state["rows"])
-        # where fit continues: after the last backed-up epoch, or nowhere when the phase ended
+        # fit continues after the last backed-up epoch, or runs none when the phase had ended
         self.model._initial_epoch = self.state["epochs_until"] if self.state["done"] else self.state["epoch"]
         print(f"{self.log.title}: resumed after epoch {self.state['epoch']} from {self.folder}")
 
     def _backup(self) -> None:
-        tmp = self.folder / f"tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.weights.h5"
+        tmp = unique(self.folder / "backup.weights.h5")
         self.model.save_weights(str(tmp))
         os.replace(tmp, self.folder / "backup.weights.h5")
         self.state["seeds"] = [keras.ops.convert_to_numpy(s).tolist() for s in self._seeds()]
@@ -324,16 +274,17 @@ class _Bookkeeping(keras.callbacks.Callback):
         for k, callback in enumerate(self.stateful):
             values = {n: v.item() if isinstance(v, np.generic) else v for n, v in vars(callback).items()
                       if not n.startswith("_") and n not in ("model", "params", "best_weights")}
-            values = {n: v for n, v in values.items() if v is None or isinstance(v, (bool, int, float, str))}
             weights = getattr(callback, "best_weights", None) or []
-            values["best_weights_count"] = len(weights)
             arrays.update({f"{k}_{i}": np.asarray(w) for i, w in enumerate(weights)})
-            self.state["stateful"].append(values)
+            self.state["stateful"].append({n: v for n, v in values.items() if v is None or isinstance(
+                v, (bool, int, float, str))} | {"best_weights_count": len(weights)})
         if arrays:
-            tmp = self.folder / f"tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
+            tmp = unique(self.folder / "stateful.npz")
             np.savez(tmp, **arrays)
             os.replace(tmp, self.folder / "stateful.npz")
-        _write_json(self.folder / "state.json", self.state)
+        tmp = unique(self.folder / "state.json")
+        tmp.write_text(json.dumps(self.state))
+        os.replace(tmp, self.folder / "state.json")
 
     def on_train_batch_end(self, batch, logs=None):
         if time.time() - self.touched > 60:  # renew the claim on the configuration
@@ -343,11 +294,9 @@ class _Bookkeeping(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.log.finished:
             return
-        row = {"epoch": epoch + 1, "phase": self.state["phase"],
-               **{k: float(v) for k, v in (logs or {}).items()}}
+        row = {"epoch": epoch + 1, "phase": self.state["phase"], **{k: float(v) for k, v in (logs or {}).items()}}
         self.state["rows"] = [r for r in self.state["rows"] if r["epoch"] != epoch + 1] + [row]
-        self.state["epoch"] = epoch + 1
-        self.state["seconds"] += time.perf_counter() - self.started
+        self.state["epoch"], self.state["seconds"] = epoch + 1, self.state["seconds"] + time.perf_counter() - self.started
         self.started = time.perf_counter()
         self._backup()
 
@@ -360,7 +309,7 @@ class _Bookkeeping(keras.callbacks.Callback):
                     self.state["kept_epoch"] = callback.best_epoch + 1
             self.state["done"] = True
             self._backup()
-        history = keras.callbacks.History()  # every epoch of this phase, resumed or not
+        history = keras.callbacks.History()  # every epoch of this phase, resumed or not: what fit returns
         history.set_model(self.model)
         history.set_params(self.params)
         history.epoch = [row["epoch"] - 1 for row in self.state["rows"]]

@@ -77,28 +77,6 @@ def training_curves(histories: Rows | Mapping[str, Rows], title: str = "Training
     return plot
 
 
-def confusion_matrices(matrix: np.ndarray, class_names: Sequence[str], title: str = ""):
-    """Raw counts and row-normalized rates side by side (scikit-learn's display)."""
-    from sklearn.metrics import ConfusionMatrixDisplay
-    matrix = np.asarray(matrix)
-    rows = matrix.sum(axis=1, keepdims=True)
-    normalized = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
-    many = len(class_names) > 6
-    fig, axes = plt.subplots(1, 2, figsize=(13 if many else 10, 5.5 if many else 4.2))
-    for ax, values, fmt, name in ((axes[0], matrix, "d", "counts"),
-                                  (axes[1], normalized, ".2f", "normalized by true class")):
-        ConfusionMatrixDisplay(values, display_labels=list(class_names)).plot(
-            ax=ax, cmap="Blues", colorbar=False, values_format=fmt,
-            xticks_rotation=45 if many else "horizontal",
-        )
-        if many:  # slanted names end under their column instead of running into the next
-            plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
-        ax.set_title(f"{title} ({name})" if title else name.capitalize())
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
-
-
 def image_grid(images: np.ndarray, titles: Sequence[str], columns: int = 5,
                colours: Sequence[str] | None = None, title: str = ""):
     """Images (raw 0-255) in a grid with a title over each."""
@@ -163,22 +141,6 @@ def tradeoff(table: pd.DataFrame, label: str = "title", colour: str | None = Non
         plot += p9.geom_text(p9.aes(label=label), data=front, size=7, nudge_y=0.012, va="bottom")
     scale = p9.scale_x_log10 if log_x else p9.scale_x_continuous
     return plot + scale(expand=(0.25, 0))
-
-
-def bars(table: pd.DataFrame, x: str, y: str, fill: str | None = None, title: str = "",
-         y_title: str = ""):
-    """Horizontal bars of one value per row (e.g. latency per configuration), top to bottom."""
-    frame = table.copy()
-    frame[x] = pd.Categorical(frame[x], categories=list(frame[x])[::-1])
-    return (
-        p9.ggplot(frame, p9.aes(x, y, fill=fill or x))
-        + p9.geom_col(show_legend=fill is not None)
-        + p9.labs(title=title, x="", y=y_title)
-        + p9.theme_minimal()
-        + p9.theme(axis_text_y=p9.element_text(size=8), figure_size=(9, max(3, 0.32 * len(frame))))
-        + p9.scale_fill_manual(values=PALETTE * 4, name="")
-        + p9.coord_flip()
-    )
 
 
 def ours_vs_article(table: pd.DataFrame, title: str = "Our accuracy against the article's"):

@@ -28,11 +28,6 @@ def bar(items: Iterable[T], total: int | None = None, what: str = "") -> Iterato
     yield from tqdm(items, total=total, desc=what, leave=False, dynamic_ncols=True)
 
 
-def keras_verbose() -> int:
-    """`verbose=` for `fit`: a bar within each epoch when watched, one line per epoch headless."""
-    return 2 if headless() else 1
-
-
 @contextlib.contextmanager
 def quiet_stderr():
     """Hide what C++ libraries print on file descriptor 2 (TensorFlow's start-up and CUDA probe,

@@ -94,7 +94,7 @@ def write_record(record: dict, path: Path) -> Path:
     """Write a record atomically: a killed run never leaves half a file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.json")
     with open(tmp, "w") as handle:
         json.dump(_clean(record), handle, indent=2)
         handle.flush()
@@ -118,7 +118,7 @@ def read_record(path: Path) -> dict:
 
 
 def existing_record(path: Path, settings_key: str) -> dict | None:
-    """A finished record at `path` made with the same settings (`experiment.settings_key`)."""
+    """A finished record at `path` made with the same settings (`logbook.settings_key`)."""
     try:
         record = read_record(path)
     except ValueError:
@@ -128,11 +128,11 @@ def existing_record(path: Path, settings_key: str) -> dict | None:
 
 
 def load_records(folder: Path) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Every valid record under a folder, and (file, reason) for each file skipped."""
+    """Every valid record under a folder, and (file, reason) for each file skipped (notebooks 06, 07)."""
     records, skipped = [], []
     for path in sorted(Path(folder).rglob("*.json")):
-        if path.name.startswith("."):
-            continue
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue  # temporary files, and the .work/ folders of runs under way
         try:
             records.append(read_record(path))
         except ValueError as error:
@@ -141,7 +141,8 @@ def load_records(folder: Path) -> tuple[list[dict], list[tuple[str, str]]]:
 
 
 def check_record(path: Path, *, num_classes: int | None = None, profile: str | None = None) -> dict:
-    """The record, checked complete and (on the learnable smoke data) clearly above chance."""
+    """The record, checked complete and (on the learnable smoke data) clearly above chance: the
+    "Checks" section of notebooks 01-05 and 07."""
     record = read_record(path)
     missing = [f for f in RECORD_FIELDS if record.get(f) is None and f != "git_commit"]
     if record["status"] != "ok":

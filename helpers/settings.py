@@ -73,68 +73,50 @@ class Profile:
     strategies: tuple[str, ...] = ("frozen",)
 
 
-ARTICLE_STRATEGIES = ("frozen", "layers:5", "layers:10", "layers:40", "blocks:2", "blocks:4",
-                      "blocks:10")
+ARTICLE_STRATEGIES = ("frozen", "layers:5", "layers:10", "layers:40", "blocks:2", "blocks:4", "blocks:10")
 PROFILE_NAMES = ("full", "laptop", "smoke")
-_BOTH = ("resnet50", "mobilenet")
-_V2_EFF = ("mobilenet_v2", "efficientnetv2_b0")
-_NONE = dict.fromkeys(PROFILE_NAMES, Profile((), {}, 0, 1, 32, None))
-
+V2 = ("mobilenet_v2",)
+R50 = ("resnet50",)
+V2_EFF = ("mobilenet_v2", "efficientnetv2_b0")
+BOTH = ("resnet50", "mobilenet")
+NOTHING = dict.fromkeys(PROFILE_NAMES, Profile((), {}, 0, 1, 32, None))
 # full: the article's settings (its bugs fixed), real data, ImageNet weights; meant for a GPU.
 # laptop: real data and ImageNet weights, each notebook within 15 minutes on two CPU cores
 #   (`make bench-laptop`): LIMIT images per split, fewer epochs, smaller images.
 # smoke: offline, generated data, stand-in weights, small images.
 PROFILES: dict[str, dict[str, Profile]] = {
     "01_cats_vs_dogs_feature_extraction": {
-        "full": Profile(("mobilenet_v2",), {"mobilenet_v2": 10}, 0, 32, 160, "imagenet"),
-        "laptop": Profile(("mobilenet_v2",), {"mobilenet_v2": 5}, 0, 32, 160, "imagenet",
-                          limit=1000),
-        "smoke": Profile(("mobilenet_v2",), {"mobilenet_v2": 10}, 0, 32, 64, "standin"),
-    },
+        "full": Profile(V2, {"mobilenet_v2": 10}, 0, 32, 160, "imagenet"),
+        "laptop": Profile(V2, {"mobilenet_v2": 5}, 0, 32, 160, "imagenet", limit=1000),
+        "smoke": Profile(V2, {"mobilenet_v2": 10}, 0, 32, 64, "standin")},
     "02_animals_mobilenetv2_vs_efficientnetv2": {
-        "full": Profile(_V2_EFF, {"mobilenet_v2": 10, "efficientnetv2_b0": 25}, 0, 32, 224,
-                        "imagenet"),
-        "laptop": Profile(_V2_EFF, {"mobilenet_v2": 10, "efficientnetv2_b0": 25}, 0, 32, 160,
-                          "imagenet", limit=1500),
-        "smoke": Profile(_V2_EFF, {"mobilenet_v2": 4, "efficientnetv2_b0": 10}, 0, 32, 64,
-                         "standin"),
-    },
+        "full": Profile(V2_EFF, {"mobilenet_v2": 10, "efficientnetv2_b0": 25}, 0, 32, 224, "imagenet"),
+        "laptop": Profile(V2_EFF, {"mobilenet_v2": 10, "efficientnetv2_b0": 25}, 0, 32, 160, "imagenet", limit=1500),
+        "smoke": Profile(V2_EFF, {"mobilenet_v2": 4, "efficientnetv2_b0": 10}, 0, 32, 64, "standin")},
     "03_cifar10_resnet50_upsampling_finetune": {
-        "full": Profile(("resnet50",), {"resnet50": 5}, 5, 20, 224, "imagenet",
-                        strategies=("from:100",)),
-        "laptop": Profile(("resnet50",), {"resnet50": 3}, 2, 20, 128, "imagenet", limit=2000,
-                          strategies=("from:100",)),
-        "smoke": Profile(("resnet50",), {"resnet50": 4}, 2, 20, 64, "standin",
-                         strategies=("from:100",)),
-    },
+        "full": Profile(R50, {"resnet50": 5}, 5, 20, 224, "imagenet", strategies=("from:100",)),
+        "laptop": Profile(R50, {"resnet50": 3}, 2, 20, 128, "imagenet", limit=2000, strategies=("from:100",)),
+        "smoke": Profile(R50, {"resnet50": 4}, 2, 20, 64, "standin", strategies=("from:100",))},
     "04_tf_flowers_unfreezing_strategies": {
-        "full": Profile(_BOTH, {"resnet50": 5, "mobilenet": 5}, 15, 32, 224, "imagenet",
-                        strategies=ARTICLE_STRATEGIES),
-        "laptop": Profile(_BOTH, {"resnet50": 5, "mobilenet": 5}, 3, 32, 128, "imagenet",
-                          limit=800, strategies=ARTICLE_STRATEGIES),
-        "smoke": Profile(_BOTH, {"resnet50": 5, "mobilenet": 5}, 1, 32, 48, "standin",
-                         strategies=ARTICLE_STRATEGIES),
-    },
+        "full": Profile(BOTH, {"resnet50": 5, "mobilenet": 5}, 15, 32, 224, "imagenet", strategies=ARTICLE_STRATEGIES),
+        "laptop": Profile(BOTH, {"resnet50": 5, "mobilenet": 5}, 3, 32, 128, "imagenet", limit=800,
+                          strategies=ARTICLE_STRATEGIES),
+        "smoke": Profile(BOTH, {"resnet50": 5, "mobilenet": 5}, 1, 32, 48, "standin", strategies=ARTICLE_STRATEGIES)},
     "05_cifar10_resnet50_vs_mobilenet": {
-        "full": Profile(_BOTH, {"resnet50": 30, "mobilenet": 100}, 0, 100, 32, "imagenet",
-                        strategies=("all",)),
-        "laptop": Profile(_BOTH, {"resnet50": 3, "mobilenet": 10}, 0, 100, 32, "imagenet",
-                          limit=4000, strategies=("all",)),
-        "smoke": Profile(_BOTH, {"resnet50": 3, "mobilenet": 8}, 0, 50, 32, "standin",
-                         strategies=("all",)),
-    },
-    "06_results_summary": _NONE,
-    "07_light_models_on_device": _NONE,
+        "full": Profile(BOTH, {"resnet50": 30, "mobilenet": 100}, 0, 100, 32, "imagenet", strategies=("all",)),
+        "laptop": Profile(BOTH, {"resnet50": 3, "mobilenet": 10}, 0, 100, 32, "imagenet", limit=4000,
+                          strategies=("all",)),
+        "smoke": Profile(BOTH, {"resnet50": 3, "mobilenet": 8}, 0, 50, 32, "standin", strategies=("all",))},
+    "06_results_summary": NOTHING,
+    "07_light_models_on_device": NOTHING,
 }
 NOTEBOOKS = tuple(PROFILES)
 SUMMARY_NOTEBOOK = "06_results_summary"
 FINE_TUNING = ("03_cifar10_resnet50_upsampling_finetune", "04_tf_flowers_unfreezing_strategies")
 IMAGE_SIZE_MULTIPLE = {"03_cifar10_resnet50_upsampling_finetune": 32}
 # Rough hours of the full profile on a two-core CPU, for the sentence that stops it there.
-CPU_HOURS = {"01_cats_vs_dogs_feature_extraction": 2, "02_animals_mobilenetv2_vs_efficientnetv2": 20,
-             "03_cifar10_resnet50_upsampling_finetune": 200,
-             "04_tf_flowers_unfreezing_strategies": 90, "05_cifar10_resnet50_vs_mobilenet": 60}
-# Bounds checked before anything is allocated (larger values only exhaust memory).
+CPU_HOURS = dict(zip(NOTEBOOKS, (2, 20, 200, 90, 60)))
+# Bounds checked before anything is allocated (larger values only exhaust memory or time).
 LARGEST = {"IMAGE_SIZE": 1024, "BATCH_SIZE": 4096, "EPOCHS": 10_000, "FINE_TUNE_EPOCHS": 10_000}
 
 
@@ -188,18 +170,9 @@ class Settings:
         return self.results_dir / self.notebook
 
     def describe(self) -> str:
-        """A few lines for the notebook to print."""
-        lines = [f"profile     {self.profile}", f"models      {', '.join(self.models) or '-'}",
-                 f"epochs      {self.epochs or '-'}"
-                 + (f" + {self.fine_tune_epochs} fine-tuning" if self.fine_tune_epochs else ""),
-                 f"batch size  {self.batch_size}", f"image size  {self.image_size}x{self.image_size}",
-                 f"weights     {self.weights}",
-                 f"data        {self.data_dir or 'the profile default'}"
-                 + (f" (at most {self.limit} images per split)" if self.limit else ""),
-                 f"seed        {self.seed}", f"results     {self.results_dir}"]
-        if self.strategies not in (("frozen",), ("all",), ("from:100",)):
-            lines.insert(3, f"strategies  {', '.join(self.strategies)}")
-        return "\n".join(lines)
+        """What this run will do, a line per setting (printed by `setup.start`)."""
+        shown = {k: v for k, v in vars(self).items() if k not in ("notebook", "redo", "mixed_precision")}
+        return "\n".join(f"{k.replace('_', ' '):17s}{v}" for k, v in shown.items())
 
 
 def _int(name: str, value: Any, minimum: int) -> int:

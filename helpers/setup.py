@@ -6,27 +6,16 @@ from __future__ import annotations
 import ast
 import inspect
 import platform
-import re
 import sys
 import uuid
 import warnings
-from importlib import metadata
 
 from helpers.errors import CourseError, SettingsError
 from helpers.progress import quiet_stderr
-from helpers.settings import Settings, project_root, resolve
+from helpers.settings import Settings, resolve
 
 COURSE_REPO = "https://github.com/tl-course/transfer-learning-course"
-PINNED = ("tensorflow", "keras", "tensorflow-datasets", "plotnine", "pandas", "scikit-learn")
 SETTINGS = set(inspect.signature(resolve).parameters) - {"notebook", "check_hardware"}
-
-
-def pinned_versions() -> dict[str, str]:
-    """Exact pins from requirements.txt (empty when it is not beside the package)."""
-    path = project_root() / "requirements.txt"
-    lines = path.read_text().splitlines() if path.exists() else []
-    matches = [re.match(r"^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^\s;#]+)", line) for line in lines]
-    return {match.group(1).lower(): match.group(2) for match in matches if match}
 
 
 def _ipython():
@@ -89,33 +78,17 @@ def _check_writable(settings: Settings) -> None:
 
 
 def versions() -> str:
-    """Python, TensorFlow and Keras, what differs from requirements.txt, and the GPU."""
+    """Python, TensorFlow and Keras, and what the GPU (or its absence) means for PROFILE = 'auto'."""
     with quiet_stderr():
         import keras
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-    lines = [f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}"]
-    pins, differ = pinned_versions(), []
-    for package in PINNED:
-        try:
-            have = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            have = None
-        want = pins.get(package)
-        if want and have and have != want:
-            differ.append(f"{package} {have} (tested with {want})")
-        elif want and not have:
-            differ.append(f"{package} missing (pip install {package}=={want})")
-    if differ:
-        lines.append("Versions that differ from requirements.txt: " + "; ".join(differ))
-    lines.append(f"GPU: {len(gpus)} found; mixed precision and XLA on by default, PROFILE = 'auto' "
-                 "runs the full profile." if gpus else
-                 "No GPU found: PROFILE = 'auto' runs the laptop profile (the real data, sized for a "
-                 "CPU); 'smoke' runs offline in minutes; 'full' wants a GPU.")
-    if "google.colab" in sys.modules:
-        lines.append("Running on Google Colab.")
-    return "\n".join(lines)
+    where = " on Google Colab" if "google.colab" in sys.modules else ""
+    return (f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}{where}\n"
+            + (f"GPU: {len(gpus)} found; mixed precision on by default, PROFILE = 'auto' runs the full profile."
+               if gpus else "No GPU found: PROFILE = 'auto' runs the laptop profile (the real data, sized for a "
+                            "CPU); 'smoke' runs offline in minutes; 'full' wants a GPU."))
 
 
 def start(notebook: str, namespace: dict) -> Settings:

@@ -83,7 +83,7 @@ def _make_standin(name: str, path: Path, size: int, start: Path | None) -> None:
     model.compile(keras.optimizers.Adam(1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=1234).batch(32)
-    model.fit(ds, epochs=4 if start is None else 2, verbose=progress.keras_verbose())
+    model.fit(ds, epochs=4 if start is None else 2, verbose=2 if progress.headless() else 1)
     reset_batchnorm_statistics(model, base, x[:256])
     tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
     base.save_weights(tmp)
