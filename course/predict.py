@@ -140,10 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CourseError as error:
         print(error, file=sys.stderr)
         return 2
-    print(table.to_string(index=False, float_format=lambda p: f"{p:.3f}", na_rep=""))
+    print(table.to_string(index=False, float_format=lambda p: f"{p:.3f}", na_rep=""), flush=True)
     broken = int((table["problem"] != "").sum())
     if broken:
-        print(f"{broken} of {len(table)} files could not be read (see the problem column).")
+        print(f"{broken} of {len(table)} files could not be read (see the problem column).", flush=True)
     if args.csv:  # after the table is shown: nothing computed is lost when the file cannot be written
         try:
             table.to_csv(args.csv, index=False)

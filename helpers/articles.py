@@ -104,6 +104,8 @@ def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] |
     for column in ("article", "article epochs", "how the article ran it"):
         shown[column] = shown[column].astype(object).where(shown[column].notna(), "-")
     by_title = {r["title"]: r for r in records}
+    if extra and len(by_title) != len(records):
+        raise ValueError("comparison: two records share a title; give each configuration its own.")
     for name, column in (extra or {}).items():
         shown[name] = [column(by_title[title]) for title in shown["configuration"]]
     return shown
@@ -128,8 +130,8 @@ def write_summary(table: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
     csv_path, md_path, tmp = folder / "results.csv", folder / "results.md", folder / f".results.{os.getpid()}.csv"
     table.to_csv(tmp, index=False)
     os.replace(tmp, csv_path)
-    readers = summary_for_readers(table).fillna("-")
-    sections = [f"## The {profile} profile\n\n" + readers[table["profile"] == profile].to_markdown(index=False)
+    readers = summary_for_readers(table)
+    sections = [f"## The {profile} profile\n\n" + readers[table["profile"] == profile].to_markdown(index=False, missingval="-")
                 for profile in ("full", "laptop", "smoke") if (table["profile"] == profile).any()]
     md_path.write_text("\n\n".join(sections) + "\n" if sections else "No records yet.\n")
     return csv_path, md_path

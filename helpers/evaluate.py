@@ -21,7 +21,8 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> i
 def inference_function(model: keras.Model):
     """A compiled `model(x, training=False)`, made once per model and reused."""
     if model not in _COMPILED:
-        _COMPILED[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        held = weakref.ref(model)  # not the model itself: the cache must not keep it alive
+        _COMPILED[model] = tf.function(lambda x: held()(x, training=False), reduce_retracing=True)
     return _COMPILED[model]
 
 

@@ -90,7 +90,7 @@ def light_models(config: settings.Settings) -> list[Source]:
             elif source.record.get("status") != "ok":
                 source.problem = f"its run failed: {run_it} with REDO = True"
             elif not source.record.get("model_file"):
-                source.problem = f"the model was not saved: {run_it} with SAVE_MODELS = True and REDO = True"
+                source.problem = f"the model was not saved: {run_it} with REDO = True (and SAVE_MODELS = True)"
             else:
                 source.model_path = config.results_dir / notebook / source.record["model_file"]
                 if not source.model_path.exists():

@@ -1,5 +1,6 @@
-"""`tf.data` pipelines: decoded examples from files or arrays, and the batches `fit` reads, the
-training split reshuffled every epoch in an order fixed by the seed and the epoch's number."""
+"""`tf.data` pipelines behind the data section of every notebook: decoded examples from files or
+arrays, and the batches `fit` reads, the training split reshuffled every epoch in an order fixed by
+the seed and the epoch's number (notebook 02 shuffles its features computed once the same way)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,9 @@ def batches(examples: tf.data.Dataset, batch_size: int, *,
         passes = tf.Variable(0, dtype=tf.int64, trainable=False)
 
         def epoch_order(_):
-            # the seed of this function's own graph: the orders do not depend on TensorFlow's
-            # global seed when the dataset is made (the global one stays as it is)
-            tf.random.set_seed(shuffle_seed)
+            # a fixed seed of this function's own graph: the orders depend on the shuffle seed
+            # alone, not on TensorFlow's global seed when the dataset is made (which stays as it is)
+            tf.random.set_seed(1)
             own = passes.assign_add(1) - 1
             epoch = tf.where(_EPOCH >= 0, _EPOCH, own)
             return examples.shuffle(buffer, seed=shuffle_seed * 1_000_003 + epoch,

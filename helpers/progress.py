@@ -1,4 +1,4 @@
-"""What the course shows while it works: progress bars on the slow steps (none when headless,
+"""What every notebook shows while it works: progress bars on the slow steps (none when headless,
 $COURSE_HEADLESS=1), and nothing of what C++ libraries print at start-up."""
 
 from __future__ import annotations

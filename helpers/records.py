@@ -152,7 +152,7 @@ def check_record(path: Path, *, num_classes: int | None = None, profile: str | N
     if profile == "smoke" and num_classes:
         chance = 1 / num_classes
         floor = chance + 0.5 * (1 - chance)
-        if record["test_accuracy"] < floor:
+        if record["test_accuracy"] < floor - 1e-9:  # 3 of 5 right is 0.6, whatever the float sum says
             raise CheckFailed(f"{record['title']}: test accuracy {record['test_accuracy']:.2f} is "
                               f"not clearly above chance ({chance:.2f}) on the learnable sample "
                               f"data; expected at least {floor:.2f}")

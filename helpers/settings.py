@@ -133,7 +133,8 @@ def choose_profile(profile: Any, notebook: str, limit: Any = None, check_hardwar
     if name == "auto":  # $NB_PROFILE chooses for every notebook (the notebook tests: smoke)
         name = os.environ.get("NB_PROFILE", "").strip().lower() or ("full" if has_gpu() else "laptop")
     if name not in PROFILE_NAMES:
-        raise SettingsError(f"PROFILE must be 'auto', 'full', 'laptop' or 'smoke', got {profile!r}.")
+        source = "$NB_PROFILE" if str(profile).strip().lower() == "auto" else "PROFILE"
+        raise SettingsError(f"{source} must be 'auto', 'full', 'laptop' or 'smoke', got {name!r}.")
     hours = CPU_HOURS.get(notebook, 0)
     if (name == "full" and hours and limit is None and check_hardware and not has_gpu()
             and not env_flag("COURSE_FULL_ON_CPU")):
@@ -227,7 +228,11 @@ def flag(name: str, value: Any) -> bool | None:
 
 def _epochs(value: Any, models: tuple[str, ...], default: dict[str, int]) -> dict[str, int]:
     if isinstance(value, str) and value.strip().startswith("{"):
-        value = ast.literal_eval(value.strip())
+        try:
+            value = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise SettingsError(f"EPOCHS could not be read as a number per model: {value.strip()!r}; write it "
+                                """as {"mobilenet_v2": 10, ...}.""") from None
     if value is None:
         return {m: default.get(m, max(default.values(), default=1)) for m in models}
     if isinstance(value, dict):

@@ -1,5 +1,5 @@
-"""Seeded, stratified splits and their fingerprints: the same seed gives the same split, and
-every record stores the fingerprint of the split it was measured on."""
+"""Seeded, stratified splits and their fingerprints (the data section of every notebook): the same
+seed gives the same split, and every record stores the fingerprint of the split it was measured on."""
 
 from __future__ import annotations
 

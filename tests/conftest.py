@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from helpers import config  # noqa: E402
+from helpers import settings  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -25,12 +25,12 @@ def _no_local_tfds(tmp_path, monkeypatch):
 
 @pytest.fixture
 def make_settings(tmp_path):
-    """settings = make_settings("05_cats_vs_dogs_feature_extraction", profile="smoke", ...)"""
+    """settings = make_settings("01_cats_vs_dogs_feature_extraction", profile="smoke", ...)"""
 
-    def make(notebook="05_cats_vs_dogs_feature_extraction", **values):
+    def make(notebook="01_cats_vs_dogs_feature_extraction", **values):
         values.setdefault("profile", "smoke")
         values.setdefault("results_dir", tmp_path / "results")
-        return config.resolve(notebook, **values)
+        return settings.resolve(notebook, **values)
 
     return make
 
@@ -74,7 +74,7 @@ def write_cifar_batches(folder, per_batch=20):
     a test batch and batches.meta, images stored as rows of 3x32x32 uint8."""
     import pickle
 
-    from helpers.data import CIFAR10_CLASSES
+    from helpers.sources import CIFAR10_CLASSES
 
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)

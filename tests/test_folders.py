@@ -12,10 +12,11 @@ import pytest
 from conftest import jpeg_bytes, write_jpeg
 from PIL import Image
 
-from helpers import data, folders
-from helpers.folders import TOO_LARGE, DataError, scan_folder
+from helpers import datasets, folders, pipelines
+from helpers.errors import DataError
+from helpers.folders import TOO_LARGE, scan_folder
 
-ANIMALS = "04_animals_mobilenetv2_vs_efficientnetv2"
+ANIMALS = "02_animals_mobilenetv2_vs_efficientnetv2"
 FIVE = ("cat", "cow", "dog", "elephant", "horse")
 
 
@@ -30,9 +31,19 @@ def write_bomb(path, width, height):
     path.write_bytes(bytes(raw))
 
 
+def write_image(path, colour, size, key):
+    """A JPEG of `colour` (as conftest's write_jpeg) with noise seeded by `key`."""
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    noise = rng.integers(-25, 26, size=(size[1], size[0], 3))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.array(colour) + noise).clip(0, 255).astype(np.uint8)).save(path, quality=90)
+
+
 def write_every_case(root, outside, classes=FIVE):
     """A class-per-subfolder tree with every case a scan meets; returns, per class, the files
-    whose pixels must arrive (a link's target in place of the link)."""
+    whose pixels must arrive (a link's target in place of the link). The good images' noise
+    depends on their path below `root`'s parent, not on the temporary folder's name, so a
+    notebook trains on the same pixels in every test run."""
     good = {}
     for k, name in enumerate(classes):
         colour = ((40 * k) % 256, 200 - 30 * k, 90)
@@ -42,8 +53,9 @@ def write_every_case(root, outside, classes=FIVE):
             folder / "nested" / "deeper" / f"inner_{k}.jpg", folder / f"ünïcödé_猫_{k}.jpg",
         ]
         for i, path in enumerate(files):
-            write_jpeg(path, colour, size=(40 + i, 30 + k))
-        write_jpeg(outside / name / "linked.jpg", colour, size=(33, 44))
+            write_image(path, colour, (40 + i, 30 + k), path.relative_to(root.parent).as_posix())
+        write_image(outside / name / "linked.jpg", colour, (33, 44),
+                    "outside/" + (outside / name / "linked.jpg").relative_to(outside.parent).as_posix())
         (folder / "link.jpg").symlink_to(outside / name / "linked.jpg")
         good[name] = files + [outside / name / "linked.jpg"]
         # not data: left out without a word
@@ -98,7 +110,7 @@ def test_a_class_folder_without_a_readable_image_is_named(make_settings, tmp_pat
         write_jpeg(horse / "__MACOSX" / "x.jpg", (9, 9, 9))
     with pytest.raises(DataError, match=r"^Class folder .*horse has no readable images; add images to "
                                         r"it or remove it\.$"):
-        data.load_animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=32))
+        datasets.animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=32))
 
 
 def test_folder_errors_say_what_to_do(tmp_path, class_folder):
@@ -150,7 +162,7 @@ def test_unicode_names_and_links_to_images_load(tmp_path, class_folder):
     scan = scan_folder(root)
     assert scan.class_names == ["blue", "chaton_été", "red"] and not scan.skipped
     assert {"猫 1.jpg", "ünï.jpg", "link.jpg"} <= set(scan.names)
-    images, labels = data.take_images(data.examples_from_files(scan.paths, scan.labels, 16), 7)
+    images, labels = pipelines.take_images(pipelines.examples_from_files(scan.paths, scan.labels, 16), 7)
     linked = images[scan.names.index("link.jpg")]
     assert images.shape == (7, 16, 16, 3) and linked[..., 0].mean() > linked[..., 2].mean()
 
@@ -259,14 +271,14 @@ def test_odd_modes_arrive_as_rgb_uint8_and_nothing_fails_mid_epoch(odd_folder, t
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
     scan = scan_folder(odd_folder)
     assert scan.converted >= 3  # CMYK, 16-bit and the very large image are converted once
-    examples = data.examples_from_files(scan.paths, scan.labels, 32)
+    examples = pipelines.examples_from_files(scan.paths, scan.labels, 32)
     seen = 0
     for _ in range(2):  # two epochs over every file
-        for image, _label in data.batches(examples, 4, shuffle_seed=1):
+        for image, _label in pipelines.batches(examples, 4, shuffle_seed=1):
             assert image.shape[1:] == (32, 32, 3)
             seen += int(image.shape[0])
     assert seen == 2 * len(scan.paths)
-    images, labels = data.take_images(examples, len(scan.paths))
+    images, labels = pipelines.take_images(examples, len(scan.paths))
     blueish = images[labels == 0].mean(axis=(0, 1, 2))
     assert blueish[2] > blueish[0]  # colours survive the conversions (grayscale pulls it a little)
 
@@ -292,47 +304,48 @@ def test_unreadable_file_is_skipped_with_its_reason(odd_folder, monkeypatch):
                          ids=["one folder", "pre-split", "train and test only"])
 def test_a_folder_with_every_case_yields_exactly_its_classes_and_every_good_image(
         make_settings, tmp_path, splits):
-    """What notebook 04 trains on: exactly the class folders, every good image once with its
+    """What notebook 02 trains on: exactly the class folders, every good image once with its
     pixels and label, nothing else; every bad file counted."""
     root = tmp_path / "animals"
     good: dict[str, list] = {name: [] for name in FIVE}
     for split in splits or ("",):
         for name, files in write_every_case(root / split, tmp_path / "outside" / split).items():
             good[name] += files
-    d = data.load_animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=32))
+    d = datasets.animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=32))
     assert d.class_names == list(FIVE)
     arrived = Counter((image.numpy().tobytes(), d.class_names[int(label)])
                       for split in (d.train, d.val, d.test) for image, label in split)
     expected = Counter()
     for name, files in good.items():
-        for image, _ in data.examples_from_files(files, [0] * len(files), 32):
+        for image, _ in pipelines.examples_from_files(files, [0] * len(files), 32):
             expected[(image.numpy().tobytes(), name)] += 1
     assert sum(expected.values()) == 40 * max(1, len(splits))
     assert arrived == expected
     assert sorted(reason for _, reason in d.skipped) == sorted(EVERY_CASE_SKIPS * 5 * max(1, len(splits)))
-    assert d.converted == 0 and all(d.counts[s].min() > 0 for s in ("train", "val", "test"))
+    assert d.converted == 0
+    assert all(np.bincount(d.labels[s], minlength=5).min() > 0 for s in ("train", "val", "test"))
 
 
 @pytest.mark.notebook
-def test_notebook_04_trains_on_a_folder_with_every_case_with_exactly_its_classes(tmp_path, make_settings):
-    """The same folder, through notebook 04 itself (smoke weights): its records name exactly
+def test_notebook_02_trains_on_a_folder_with_every_case_with_exactly_its_classes(tmp_path, make_settings):
+    """The same folder, through notebook 02 itself (smoke weights): its records name exactly
     the five classes, count every bad file, and were made on the split of every good image."""
     import papermill
 
-    from helpers import config, results
+    from helpers import records, settings
 
     root = tmp_path / "animals"
     write_every_case(root, tmp_path / "outside")
     papermill.execute_notebook(
-        str(config.project_root() / "notebooks" / f"{ANIMALS}.ipynb"), str(tmp_path / "04.ipynb"),
+        str(settings.project_root() / "notebooks" / f"{ANIMALS}.ipynb"), str(tmp_path / "02.ipynb"),
         parameters={"PROFILE": "smoke", "DATA_DIR": str(root), "BATCH_SIZE": 4, "EPOCHS": 10,
                     "RESULTS_DIR": str(tmp_path / "results")},
-        cwd=str(config.project_root() / "notebooks"), progress_bar=False, kernel_name="python3",
+        cwd=str(settings.project_root() / "notebooks"), progress_bar=False, kernel_name="python3",
     )
-    records, skipped = results.load_records(tmp_path / "results")
-    expected = data.load_animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=64))
-    assert not skipped and {r["model"] for r in records} == {"mobilenet_v2", "efficientnetv2_b0"}
-    for record in records:
+    found, skipped = records.load_records(tmp_path / "results")
+    expected = datasets.animals(make_settings(ANIMALS, data_dir=root, batch_size=4, image_size=64))
+    assert not skipped and {r["model"] for r in found} == {"mobilenet_v2", "efficientnetv2_b0"}
+    for record in found:
         assert record["class_names"] == list(FIVE) and record["skipped_files"] == 3 * 5
         assert record["split_fingerprint"] == expected.fingerprint
     assert sum(expected.size(s) for s in ("train", "val", "test")) == 8 * 5  # every good image

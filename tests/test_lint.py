@@ -1,5 +1,6 @@
-"""The tree stays clean: notebooks committed without outputs and with the recipe on the page,
-no removed Keras APIs, nothing POSIX-only in helpers, no article file numbers shown to readers."""
+"""The tree stays clean: notebooks committed without outputs, typed parameters and the recipe on the
+page; no removed Keras APIs; helpers small, without import cycles, POSIX-only modules or the course's
+commands; no article file numbers shown to readers."""
 
 import ast
 import json
@@ -22,7 +23,7 @@ POSIX_ONLY = {"fcntl", "termios", "pwd", "grp", "resource"}  # absent on Windows
 
 
 def _sources():
-    for folder in ("helpers", "notebooks", "benchmarks", "tests"):
+    for folder in ("helpers", "course", "notebooks", "benchmarks", "tests"):
         for path in sorted((ROOT / folder).rglob("*")):
             if path.suffix in (".py", ".ipynb") and path != Path(__file__).resolve():
                 yield path
@@ -46,6 +47,21 @@ def test_notebook_is_committed_without_outputs_and_starts_with_parameters(path):
     assert "papermill" not in nb.get("metadata", {}), "papermill metadata left in the notebook"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_parameter_is_typed_commented_and_a_raw_value(path):
+    import papermill
+
+    cell = "".join(json.loads(path.read_text())["cells"][1]["source"])
+    assignments = [line for line in cell.splitlines() if re.match(r"^[A-Z_]+\s*[:=]", line)]
+    assert assignments, path.stem
+    for line in assignments:
+        match = re.match(r"^([A-Z_]+): [A-Za-z\[\], ]+ = (.+?)\s+# \S", line)
+        assert match, f"{path.stem}: {line!r} is not `NAME: type = value  # comment`"
+        ast.literal_eval(match.group(2))  # a raw value, not an expression
+    listed = papermill.inspect_notebook(str(path))
+    assert len(listed) == len(assignments) and "Unknown type" not in str(listed)
+
+
 @pytest.mark.parametrize("path", TRAINING, ids=lambda p: p.stem)
 def test_the_recipe_is_on_the_page_in_plain_keras(path):
     code = _code(path)
@@ -53,22 +69,28 @@ def test_the_recipe_is_on_the_page_in_plain_keras(path):
                           ("include_top=False", r"include_top=False"), ("freezing", r"\.trainable\s*=\s*False"),
                           ("the head", r"keras\.layers\.Dense\("), ("compile", r"\.compile\("),
                           ("an optimizer with its learning rate", r"keras\.optimizers\.\w+\(learning_rate="),
-                          ("fit", r"\.fit\(")):
+                          ("fit on the image model", r"\bmodel\.fit\(|\bhistory = model\.fit\("),
+                          ("evaluate", r"\.evaluate\(test_ds"), ("predict", r"\.predict\(test_ds")):
         assert re.search(pattern, code), f"{path.stem} lacks {what} in its code cells"
-    for name in ("TrainPlan", "run_config", "build_classifier", "apply_strategy"):
-        assert name not in code, f"{path.stem} still speaks the old course-only API ({name})"
+    for bookkeeping in ("strategy.scope()", "jit_compile=", "settings.epochs_for", "settings.verbose"):
+        assert bookkeeping not in code, f"{path.stem} puts {bookkeeping} in the lesson"
 
 
-@pytest.mark.parametrize("stem", ["02_cifar10_resnet50_upsampling_finetune", "03_tf_flowers_unfreezing_strategies"])
+@pytest.mark.parametrize("stem", ["03_cifar10_resnet50_upsampling_finetune", "04_tf_flowers_unfreezing_strategies"])
 def test_the_fine_tuning_notebooks_unfreeze_recompile_and_continue_the_epochs(stem):
     code = _code(ROOT / "notebooks" / f"{stem}.ipynb")
     assert re.search(r"\.trainable\s*=\s*True", code) and "initial_epoch=" in code
-    assert len(re.findall(r"\.compile\(", code)) >= 2 or "def compile_for" in code
+    assert len(re.findall(r"\.compile\(", code)) >= 2 or "def compile_at" in code
+
+
+def test_pages_no_longer_explain_their_number():
+    assert not [p.stem for p in NOTEBOOKS if "simplest first" in p.read_text()]
 
 
 def test_readers_never_see_an_articles_file_number():
     pattern = re.compile(r"[Aa]rticles? 00[0-4]|\b00[0-4]_[0-9a-f]{6}")
-    texts = [*NOTEBOOKS, ROOT / "README.md", ROOT / "data" / "README.md", *sorted((ROOT / "helpers").glob("*.py"))]
+    texts = [*NOTEBOOKS, ROOT / "README.md", ROOT / "data" / "README.md", *sorted((ROOT / "helpers").glob("*.py")),
+             *sorted((ROOT / "course").glob("*.py"))]
     hits = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in texts for m in pattern.finditer(p.read_text())]
     assert not hits, hits
 
@@ -101,6 +123,58 @@ def test_helpers_import_nothing_posix_only_and_build_paths_with_pathlib():
             if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", "") == "os":
                 hits.append(f"{path.name}:{node.lineno}: os.path (use pathlib)")
     assert not hits, hits
+
+
+HELPERS = sorted((ROOT / "helpers").glob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    """The helpers modules a module imports, at its top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "helpers":
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("helpers."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("helpers.")}
+    return found
+
+
+def test_helpers_have_no_import_cycle_and_never_import_the_commands():
+    graph = {p.stem: _imports(p) - {p.stem} for p in HELPERS}
+    state: dict[str, int] = {}
+
+    def visit(module, path):
+        if state.get(module) == 1:
+            raise AssertionError(f"import cycle: {' -> '.join([*path, module])}")
+        if state.get(module) != 2:
+            state[module] = 1
+            for other in sorted(graph.get(module, ())):
+                visit(other, [*path, module])
+            state[module] = 2
+
+    for module in graph:
+        visit(module, [])
+    assert not [p.name for p in HELPERS if re.search(r"^\s*(from|import) course\b", p.read_text(), re.M)]
+
+
+def test_helpers_modules_are_small_with_one_base_error_class():
+    sizes = {p.name: len(p.read_text().splitlines()) for p in HELPERS}
+    assert max(sizes.values()) <= 400, sizes
+    classes = [(p.name, node) for p in HELPERS for node in ast.walk(ast.parse(p.read_text()))
+               if isinstance(node, ast.ClassDef) and any("Error" in ast.unparse(b) or "Exception" in ast.unparse(b)
+                                                          for b in node.bases)]
+    assert {name for name, _ in classes} == {"errors.py"}, "error classes outside helpers/errors.py"
+    bases = {node.name: [ast.unparse(b) for b in node.bases] for _, node in classes}
+    assert bases.pop("CourseError") == ["Exception"] and all("CourseError" in b for b in bases.values()), bases
+
+
+def test_every_public_helper_says_where_the_course_uses_it():
+    """Each module's docstring names the notebooks or the section that use it (d2l's habit)."""
+    for path in HELPERS:
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        assert re.search(r"notebook|every notebook|Setup|section", doc, re.I), f"{path.name}: {doc[:80]!r}"
 
 
 def test_helpers_import_where_posix_only_modules_do_not_exist():
