@@ -1,14 +1,14 @@
-"""Speed measurements of the helpers, run by `make bench` (never by the tests).
+"""Speed measurements, never run by the tests: `make bench` (`python -m benchmarks`) runs the four
+below in one process within ten minutes on two CPU cores, each within its own time budget, and each
+writes reports/bench/<name>.json; `make bench-laptop` (`python -m benchmarks.laptop`) times every
+notebook's laptop profile and checks the estimate `calibration` gives for it.
 
-`python -m benchmarks` runs all five in one process (models and compiled functions are
-shared between them); `python -m benchmarks.<name>` runs one. Each prints a table and
-writes its figures to reports/bench/<name>.json.
-
-- cached_features: the frozen phase on cached features against end to end
-- latency: batch-1 latency (ours, per-image predict, a bare tf.function) and throughput
-- training: images/s of the helpers' fit against a bare model.fit
-- efficiency: forward throughput as a fraction of this machine's matmul GFLOP/s
-- prefix: fine-tuning per strategy on the cached frozen part against end to end
+- features: the head on features computed once (notebook 02) against model.fit through the base
+- cached_part: fine-tuning on the cached frozen part (notebook 04) against end to end
+- latency: the records' batch-1 latency against a bare tf.function and model.predict
+- efficiency: GFLOP/s at inference and computing features, as a share of this machine's matmul limit
 """
 
-BENCHMARKS = ("cached_features", "latency", "training", "efficiency", "prefix")
+import helpers  # noqa: F401  (starts TensorFlow with its start-up lines hidden)
+
+BENCHMARKS = ("features", "cached_part", "latency", "efficiency")

@@ -1,5 +1,7 @@
-"""Before a run on the real data (`make check`, `make reproduce`): what each notebook needs (data,
-ImageNet weights) and whether it is here, downloadable or missing, with a rough duration."""
+"""Before a run on the real data (`make check`, `make reproduce`, `make laptop`): what each notebook
+needs (data, ImageNet weights) and whether it is here, downloadable or missing, with a rough duration:
+hours on the full profile, and on the laptop profile minutes estimated for this machine from a
+few seconds' calibration against a reference machine (`benchmarks.calibration`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 from helpers import sources, weights
 from helpers.progress import quiet_stderr
-from helpers.settings import CPU_HOURS, NOTEBOOKS, PROFILES
+from helpers.settings import CPU_HOURS, NOTEBOOKS, PROFILES, SUMMARY_NOTEBOOK
 
 # Rough hours of the full profile per notebook on one recent GPU (on a CPU: settings.CPU_HOURS);
 # the Ray runner also starts the longest units first by them.
@@ -92,9 +94,19 @@ def report(notebooks: list[str], data_dir: Path | None = None, profile: str = "f
         lines.append("Rough time: " + ", ".join(f"{n} ~{h:g} h" for n, h in hours if h)
                      + f"; about {sum(h for _, h in hours):g} h in all")
     else:
-        lines.append("Rough time: within 15 minutes per notebook on two CPU cores (make bench-laptop)")
+        lines += laptop_minutes([n for n in notebooks if n in PROFILES and n != SUMMARY_NOTEBOOK])
     missing = [i for i in items if i.status == "missing"]
     if missing:
         lines += ["", f"{len(missing)} thing(s) missing and not downloadable from here; place them as shown (see "
                   "data/README.md), then run again."]
     return "\n".join(lines), not missing
+
+
+def laptop_minutes(notebooks: list[str]) -> list[str]:
+    """'about N min on this machine' per notebook, scaled from a reference machine by a few seconds'
+    calibration; where the benchmarks are not at hand (an installed package), the profile's aim."""
+    try:
+        from benchmarks import calibration
+    except ImportError:
+        return ["Rough time: within 15 minutes per notebook on two CPU cores (make bench-laptop)"]
+    return calibration.lines(notebooks, calibration.measure())
