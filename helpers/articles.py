@@ -1,6 +1,5 @@
-"""The articles' reported numbers (`article_claims.csv`, a table a reader can open) and the tables
-that set our records beside them: the "next to the article's" section of notebooks 01-05, and
-notebook 06's summary."""
+"""The articles' reported numbers (`article_claims.csv`, a table a reader can open) and the tables that set
+our records beside them: the "next to the article's" sections of notebooks 01-05, and notebook 06's summary."""
 
 from __future__ import annotations
 
@@ -27,24 +26,24 @@ METRIC_NAMES = {"test_accuracy": "test accuracy", "val_accuracy": "validation ac
 
 
 def article_results() -> pd.DataFrame:
-    """The articles' reported numbers, a row per configuration (notebook 06's checks)."""
+    """The articles' reported numbers, a row per configuration (notebook 06, "Checks")."""
     return pd.DataFrame(ARTICLE_RESULTS)
 
 
 def article_result(notebook: str, model: str, strategy: str) -> dict | None:
-    """The article's row for one configuration, if it reported one (notebook 04's counts)."""
-    return next((r for r in ARTICLE_RESULTS if (r["notebook"], r["model"], r["strategy"]) == (notebook, model, strategy)),
-                None)
+    """The article's row for one configuration, if it reported one (notebook 04, "The model", "Our numbers")."""
+    key = (notebook, model, strategy)
+    return next((r for r in ARTICLE_RESULTS if (r["notebook"], r["model"], r["strategy"]) == key), None)
 
 
 def records_table(records: list[dict]) -> pd.DataFrame:
-    """Records as a DataFrame, a row per record (notebooks 02, 04 and 06)."""
+    """Records as a DataFrame, a row per record (02, "Our numbers beside the article's"; 04; 06)."""
     columns = list(RECORD_FIELDS) + [f for f in EXTRA_FIELDS if f != "history"]
     return pd.DataFrame([{k: r.get(k) for k in columns} for r in records], columns=columns)
 
 
 def run_kind(profile: str, weights: str | None) -> str:
-    """How to read a run: only the full profile with ImageNet weights reproduces an article."""
+    """How to read a run: only the full profile with ImageNet weights reproduces an article (04, 06)."""
     if profile in ("full", "laptop") and weights == "imagenet":
         return "reproduction" if profile == "full" else "laptop run (real data, reduced settings)"
     if profile in ("full", "laptop"):
@@ -53,8 +52,8 @@ def run_kind(profile: str, weights: str | None) -> str:
 
 
 def summary_table(records: list[dict]) -> pd.DataFrame:
-    """Every record beside the number its article reported for the same configuration: the article's
-    figures beside real-data runs only, a difference for reproductions only (notebook 06)."""
+    """Every record beside the number its article reported for the same configuration: the article's figures
+    beside real-data runs only, a difference for reproductions only (notebook 06, "One table per profile")."""
     claims = article_results()[["notebook", "model", "strategy", "metric", "value", "epochs", "fine_tune_epochs",
                                 "article_ran"]].rename(columns={"value": "article_value", "epochs": "article_epochs",
                                                                 "fine_tune_epochs": "article_fine_tune_epochs",
@@ -76,12 +75,12 @@ def _epochs(epochs, fine_tune_epochs) -> str:
     """'5', or with a fine-tuning phase '5 + 4'; '-' when unknown."""
     if pd.isna(epochs):
         return "-"
-    return f"{int(epochs)}" if pd.isna(fine_tune_epochs) or not int(fine_tune_epochs) else \
-        f"{int(epochs)} + {int(fine_tune_epochs)}"
+    tuned = not pd.isna(fine_tune_epochs) and int(fine_tune_epochs)
+    return f"{int(epochs)} + {int(fine_tune_epochs)}" if tuned else f"{int(epochs)}"
 
 
 def for_readers(table: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """Some columns of a summary table, rounded and renamed for readers (epochs as '5 + 4')."""
+    """Some columns of a summary table, rounded and renamed for readers, epochs as '5 + 4' (`comparison`, 06)."""
     shown = table.assign(article_metric=table["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-")))
     for epochs in ("epochs", "article_epochs"):
         shown[epochs] = [_epochs(e, f) for e, f in zip(shown[epochs], shown[epochs.replace("epochs", "fine_tune_epochs")])]
@@ -91,8 +90,8 @@ def for_readers(table: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
 
 
 def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] | None = None) -> pd.DataFrame:
-    """Runs beside their article's numbers ("next to the article's" in notebooks 01-05); `extra`
-    adds columns, each computed from a record and put on that record's row."""
+    """Runs beside their article's numbers (the "next to" or "beside the article's" sections of 01, 02, 03,
+    05); `extra` adds columns, each computed from a record and put on that record's row."""
     shown = for_readers(summary_table(records), {
         "title": "configuration", "kind": "profile", "our_value": "ours", "article_value": "article",
         "difference": "difference", "article_metric": "metric", "article_ran": "how the article ran it",
@@ -112,7 +111,7 @@ def comparison(records: list[dict], extra: dict[str, Callable[[dict], object]] |
 
 
 def summary_for_readers(table: pd.DataFrame) -> pd.DataFrame:
-    """The summary with short columns, rounded (notebook 06, and the runner's index page)."""
+    """The summary with short columns, rounded (notebook 06, "One table per profile"; the runner's index)."""
     shown = table.assign(nb=table["notebook"].str[:2], kind=table["kind"].map(lambda k: k.split(" (")[0]),
                          strategy=[s if not isinstance(v, str) else f"{s} ({v})"
                                    for s, v in zip(table["strategy"], table["variant"])])
@@ -124,13 +123,14 @@ def summary_for_readers(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_summary(table: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
-    """results.csv (every column) and results.md (readers' columns, a table per profile), notebook 06."""
+    """results.csv (every column) and results.md (readers' columns, a table per profile): 06, "One table"."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, tmp = folder / "results.csv", folder / "results.md", folder / f".results.{os.getpid()}.csv"
     table.to_csv(tmp, index=False)
     os.replace(tmp, csv_path)
     readers = summary_for_readers(table)
+    readers = readers.astype(object).where(readers.notna(), None)  # tabulate shows None as "-", NaN as "nan"
     sections = [f"## The {profile} profile\n\n" + readers[table["profile"] == profile].to_markdown(index=False, missingval="-")
                 for profile in ("full", "laptop", "smoke") if (table["profile"] == profile).any()]
     md_path.write_text("\n\n".join(sections) + "\n" if sections else "No records yet.\n")

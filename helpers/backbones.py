@@ -10,7 +10,7 @@ from helpers.errors import SettingsError
 
 @dataclass(frozen=True)
 class Backbone:
-    """One `keras.applications` base and what the course needs to know about it."""
+    """One `keras.applications` base and what the course knows of it (notebooks 02, 04, "Step 1", "The model")."""
     name: str  # the course's name, as in MODELS
     title: str  # how readers see it
     application: str  # the keras.applications constructor, e.g. "ResNet50"
@@ -52,7 +52,7 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
 
 
 def get(name: str) -> Backbone:
-    """A backbone by name; an unknown name is a `SettingsError` that lists the valid ones."""
+    """A backbone by name, else a `SettingsError` listing the valid ones (02, 04, 05: the models and titles)."""
     if name not in BACKBONES:
         raise SettingsError(f"Unknown model {name!r} in MODELS; choose from {', '.join(BACKBONES)}.")
     return BACKBONES[name]

@@ -1,14 +1,12 @@
-"""Train only what trains (notebook 04, section "Train only what trains"): frozen layers in
-inference mode, fed unaugmented images, give the same outputs every epoch. `split` cuts them off;
-`outputs` runs them once over a split:
+"""Notebook 04, "Train only what trains": frozen layers in inference mode, fed unaugmented images, give the
+same outputs every epoch. `split` cuts them off; `outputs` runs them once over a split:
 
     frozen_part, trainable_part = cache.split(model)
     train_cut = cache.outputs(frozen_part, flowers.train, BATCH_SIZE)
     trainable_part.fit(pipelines.batches(train_cut, BATCH_SIZE, shuffle_seed=SEED), ...)  # trains `model`
 
-Cutting a functional model at a layer has no public Keras API: `_producer` and `_nodes` read
-`KerasTensor._keras_history` and `Layer._inbound_nodes`, and `_random` reads `_seed_generators`
-(tested on Keras 3.8 and 3.15)."""
+Cutting a functional model at a layer has no public Keras API: `_producer` and `_nodes` read `KerasTensor.
+_keras_history` and `Layer._inbound_nodes`, and `_random` reads `_seed_generators` (tested on Keras 3.8, 3.15)."""
 
 from __future__ import annotations
 
@@ -37,8 +35,7 @@ def _producer(tensor):
 
 def _nodes(outputs: list, stop: list = ()) -> list:
     """The nodes that compute `outputs`, each after those it reads from, none behind `stop`."""
-    stop_ids = {id(t) for t in stop}
-    order, seen = [], set()
+    stop_ids, order, seen = {id(t) for t in stop}, [], set()
     pending = [(_producer(t), False) for t in reversed(outputs) if id(t) not in stop_ids]
     while pending:
         node, ready = pending.pop()
@@ -72,48 +69,43 @@ def _cut(nodes: list, frozen: set, moves) -> list:
     `moves(layer)` or when it reads a live tensor; `frozen` (tensor ids) is extended."""
     cut = []
     for node in nodes:
-        inputs = node.input_tensors
-        if _is_input(node) or not (moves(node.operation) or any(id(t) not in frozen for t in inputs)):
+        if _is_input(node) or not (moves(node.operation) or any(id(t) not in frozen for t in node.input_tensors)):
             frozen.update(id(t) for t in node.outputs)
             continue
-        for t in inputs:
+        for t in node.input_tensors:
             if id(t) in frozen and all(t is not c for c in cut):
                 cut.append(t)
     return cut
 
 
-def _single(tensors: list):
+def _single(tensors: list | tuple):
     return tensors[0] if len(tensors) == 1 else tensors
 
 
 def split(model: keras.Model) -> tuple[keras.Model, keras.Model]:
-    """(frozen_part, trainable_part) of raw pixels -> preprocessing -> `InferenceMode(base)` ->
-    head: frozen_part gives every tensor a frozen layer passes to a trainable one; the
-    trainable_part shares its layers with `model`, so fitting it trains `model` (notebook 04)."""
+    """(frozen_part, trainable_part) of raw pixels -> preprocessing -> `InferenceMode(base)` -> head:
+    frozen_part gives every tensor a frozen layer passes to a trainable one; the trainable_part shares
+    its layers with `model`, so fitting it trains `model` (notebook 04, "Train only what trains")."""
     outer = _nodes(model.outputs)
     wrappers = [n for n in outer if isinstance(n.operation, InferenceMode)]
     if len(wrappers) != 1:
-        raise CannotSplit(f"{model.name} has {len(wrappers)} bases wrapped in "
-                          "InferenceMode; split needs exactly one, with the layers "
-                          "before it frozen and the head after it.")
-    wrapper = wrappers[0]
-    base = wrapper.operation.base
-    (pixels,) = wrapper.input_tensors
-    (features,) = wrapper.outputs
+        raise CannotSplit(f"{model.name} has {len(wrappers)} bases wrapped in InferenceMode; split needs "
+                          "exactly one, with the layers before it frozen and the head after it.")
+    wrapper, base = wrappers[0], wrappers[0].operation.base
+    (pixels,), (features,) = wrapper.input_tensors, wrapper.outputs
     for node in _nodes([pixels]):
         layer = node.operation
         if _random(layer):
-            raise CannotSplit(f"{model.name} augments its inputs ({layer.name}, before the base), "
-                              "so its frozen layers see different images every epoch and their "
-                              "outputs cannot be computed once; fine-tune it end to end.")
+            raise CannotSplit(f"{model.name} augments its inputs ({layer.name}, before the base), so its frozen "
+                              "layers see different images every epoch and their outputs cannot be computed "
+                              "once; fine-tune it end to end.")
         if _trains(layer):
-            raise CannotSplit(f"{layer.name} comes before the base and is trainable, so nothing "
-                              "after it is constant; freeze it (layer.trainable = False) or "
-                              "fine-tune end to end.")
+            raise CannotSplit(f"{layer.name} comes before the base and is trainable, so nothing after it is "
+                              "constant; freeze it (layer.trainable = False) or fine-tune end to end.")
     head = _nodes(model.outputs, stop=[features])
     if any(_is_input(node) for node in head):
-        raise CannotSplit(f"{model.name} reads its inputs also other than through the base, so no "
-                          "part of it can be computed once.")
+        raise CannotSplit(f"{model.name} reads its inputs also other than through the base, so no part of it "
+                          "can be computed once.")
 
     name, policy = wrapper.operation.name, wrapper.operation.dtype_policy
     inner_cut = _cut(_nodes(base.outputs), set(), _trains)
@@ -134,8 +126,7 @@ def split(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     frozen_part = keras.Model(_single(model.inputs), _single(cut), name=f"{model.name}_frozen_part")
     inputs = _inputs_like(cut)
     after = keras.Model(_single(cut), _single(model.outputs), name="head")
-    return frozen_part, keras.Model(_single(inputs), after(_single(inputs)),
-                                    name=f"{model.name}_trainable_part")
+    return frozen_part, keras.Model(_single(inputs), after(_single(inputs)), name=f"{model.name}_trainable_part")
 
 
 def _inputs_like(tensors: list) -> list:
@@ -143,24 +134,15 @@ def _inputs_like(tensors: list) -> list:
     return [keras.Input(t.shape[1:], dtype=t.dtype, name=_producer(t).operation.name) for t in tensors]
 
 
-def _call(model: keras.Model):
-    """`model(x, training=False)` compiled for any batch size, returning a list of outputs."""
-    def call(*x):
+def _computed(model: keras.Model, examples: tf.data.Dataset, batch_size: int, what: str):
+    """(outputs, labels) of each batch of a split, in order, as numpy: the one computation that
+    both the in-memory and the on-disk cache store, so the two hold identical numbers."""
+    def call(*x):  # `model(x, training=False)` compiled for any batch size, returning a list of outputs
         result = model(_single(list(x)), training=False)
         return list(result) if isinstance(result, (list, tuple)) else [result]
 
     spec = [tf.TensorSpec((None, *x.shape[1:]), tf.float32) for x in model.inputs]
-    return tf.function(call, input_signature=spec, autograph=False)  # no Python branches
-
-
-def _structure(parts: list):
-    return parts[0] if len(parts) == 1 else tuple(parts)
-
-
-def _computed(model: keras.Model, examples: tf.data.Dataset, batch_size: int, what: str):
-    """(outputs, labels) of each batch of a split, in order, as numpy: the one computation that
-    both the in-memory and the on-disk cache store, so the two hold identical numbers."""
-    call = _call(model)
+    call = tf.function(call, input_signature=spec, autograph=False)  # no Python branches
     steps = -(-pipelines.count(examples) // batch_size)
     for images, y in progress.bar(pipelines.batches(examples, batch_size), steps, what):
         yield [value.numpy() for value in call(images)], y.numpy()
@@ -168,13 +150,14 @@ def _computed(model: keras.Model, examples: tf.data.Dataset, batch_size: int, wh
 
 def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64, *,
             memory_budget: float = MEMORY_BUDGET) -> tf.data.Dataset:
-    """The unbatched (outputs, label) examples of `model` run once over a split, in order: in memory
-    within `memory_budget` bytes, else in .npy files in the course's cache, removed with the dataset."""
+    """The unbatched (outputs, label) examples of `model` run once over a split, in order: in memory within
+    `memory_budget` bytes, else in .npy files in the course's cache, removed with the dataset (notebook 04,
+    "Train only what trains")."""
     count = pipelines.count(examples)
-    shapes = [(count, *t.shape[1:]) for t in model.outputs]
-    dtypes = [np.dtype(keras.backend.standardize_dtype(t.dtype)) for t in model.outputs]
     label = examples.element_spec[1]
-    shapes, dtypes = shapes + [(count, *label.shape)], dtypes + [np.dtype(label.dtype.as_numpy_dtype)]
+    shapes = [(count, *t.shape[1:]) for t in model.outputs] + [(count, *label.shape)]
+    dtypes = [np.dtype(keras.backend.standardize_dtype(t.dtype)) for t in model.outputs]
+    dtypes.append(np.dtype(label.dtype.as_numpy_dtype))
     on_disk = sum(int(np.prod(s)) * d.itemsize for s, d in zip(shapes, dtypes)) > memory_budget
     if on_disk:
         path = cache_dir() / "outputs" / f"{model.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -189,7 +172,7 @@ def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64,
             part[start:start + len(y)] = value
         start += len(y)
     if not on_disk:
-        return tf.data.Dataset.from_tensor_slices((_structure(parts[:-1]), parts[-1]))
+        return tf.data.Dataset.from_tensor_slices((_single(tuple(parts[:-1])), parts[-1]))
     for part in parts:
         part.flush()
 
@@ -197,10 +180,10 @@ def outputs(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64,
         stored = [np.load(path / f"{k}.npy", mmap_mode="r") for k in range(len(parts))]
         for begin in range(0, count, chunk):
             batch = [np.asarray(s[begin:begin + chunk]) for s in stored]
-            yield _structure(batch[:-1]), batch[-1]
+            yield _single(tuple(batch[:-1])), batch[-1]
 
     specs = [tf.TensorSpec((None, *s[1:]), tf.as_dtype(d)) for s, d in zip(shapes, dtypes)]
-    chunks = tf.data.Dataset.from_generator(read, output_signature=(_structure(specs[:-1]), specs[-1]))
+    chunks = tf.data.Dataset.from_generator(read, output_signature=(_single(tuple(specs[:-1])), specs[-1]))
     dataset = chunks.unbatch().apply(tf.data.experimental.assert_cardinality(count))
     weakref.finalize(dataset, shutil.rmtree, path, True)
     return dataset

@@ -1,6 +1,6 @@
-"""The four data sets of the course, from their real sources (or generated on the smoke profile),
-each an `ImageData` of three ordered splits whose `batches` are the `train_ds, val_ds, test_ds` that
-`fit`, `evaluate` and `predict` read (the data section of every notebook)."""
+"""The four data sets of the course, from their real sources (or generated on the smoke profile), each
+an `ImageData` of three ordered splits whose `batches` are the `train_ds, val_ds, test_ds` that `fit`,
+`evaluate` and `predict` read ("The data" section of notebooks 01-05; notebook 07 rebuilds them)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ ARTICLE_CATS_DOGS = (4000, 1000)  # per class: the article's 8,000 training, 2,0
 
 @dataclass
 class ImageData:
-    """Three ordered splits of (uint8 image, int32 label) examples, and what is known of them."""
+    """Three ordered splits of (uint8 image, int32 label) examples, and what is known of them ("The data")."""
     name: str
     train: tf.data.Dataset
     val: tf.data.Dataset
@@ -42,8 +42,7 @@ class ImageData:
         return len(self.labels[split])
 
     def batches(self, batch_size: int, shuffle_seed: int) -> tuple[tf.data.Dataset, ...]:
-        """(train_ds, val_ds, test_ds): the training split reshuffled every epoch with the seed,
-        the others in their fixed order."""
+        """(train_ds, val_ds, test_ds): training reshuffled every epoch with the seed, the others in order."""
         return (pipelines.batches(self.train, batch_size, shuffle_seed=shuffle_seed),
                 pipelines.batches(self.val, batch_size), pipelines.batches(self.test, batch_size))
 
@@ -61,9 +60,10 @@ class ImageData:
         lines = [f"{self.name}: {len(self.class_names)} classes from {self.source}", *filter(None, [self.layout]),
                  f"train {self.size('train')} / validation {self.size('val')} / test {self.size('test')} images "
                  f"at {self.image_size}x{self.image_size}", f"split fingerprint {self.fingerprint}"]
-        if counts.max() > 1.5 * max(counts.min(), 1):
-            lines.append(f"class imbalance: the largest training class is {counts.max() / max(counts.min(), 1):.1f}x "
-                         "the smallest; accuracy alone can flatter a model here, read the per-class report.")
+        ratio = counts.max() / max(counts.min(), 1)
+        if ratio > 1.5:
+            lines.append(f"class imbalance: the largest training class is {ratio:.1f}x the smallest; accuracy alone "
+                         "can flatter a model here, read the per-class report.")
         if self.converted:
             lines.append(f"converted {self.converted} images to RGB (CMYK, 16-bit, grey with alpha, ...)")
         if self.skipped:
@@ -75,7 +75,7 @@ class ImageData:
 
 def image_data(name: str, parts: dict[str, tuple[tf.data.Dataset, np.ndarray]], class_names: Sequence[str],
                batch_size: int | None = None, **info) -> ImageData:
-    """An `ImageData` from each split's (examples, labels), BATCH_SIZE checked when given."""
+    """An `ImageData` from each split's (examples, labels), BATCH_SIZE checked when given (the loaders below)."""
     data = ImageData(name=name, **{split: examples for split, (examples, _) in parts.items()},
                      class_names=list(class_names),
                      labels={s: np.asarray(y, np.int32).reshape(-1) for s, (_, y) in parts.items()}, **info)
@@ -87,16 +87,16 @@ def image_data(name: str, parts: dict[str, tuple[tf.data.Dataset, np.ndarray]], 
 
 def from_arrays(name: str, parts: dict[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str],
                 source: str, batch_size: int | None = None, **info) -> ImageData:
-    """A data set held in memory: (uint8 images, integer labels) for "train", "val" and "test"."""
+    """A data set in memory, (uint8 images, integer labels) per split (`cifar10`, notebooks 03 and 05)."""
     return image_data(name, {s: (pipelines.examples_from_arrays(x, y), y) for s, (x, y) in parts.items()},
                       class_names, batch_size, source=source, image_size=int(parts["train"][0].shape[1]), **info)
 
 
 def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, dict[str, float]],
                   settings: Settings, source: str, layout: str) -> ImageData:
-    """The three splits of scanned folders (LIMIT applied, BATCH_SIZE checked). `scans` and
-    `fractions` are keyed by folder below the root ("" for the root); `fractions` gives each split's
-    share of that folder, e.g. {"train": {"train": 1}, "validation": {"val": .8, "test": .2}}."""
+    """The three splits of scanned folders, LIMIT applied, BATCH_SIZE checked (01, 02, 04: "The data").
+    Keyed by folder below the root ("" for the root), `fractions` gives each split's share of that
+    folder, e.g. {"train": {"train": 1}, "validation": {"val": .8, "test": .2}}."""
     class_names: list[str] = []
     picked: dict[str, tuple[list[str], np.ndarray, list[str]]] = {}
     skipped: list[tuple[str, str]] = []
@@ -117,8 +117,8 @@ def folder_splits(name: str, scans: dict[str, FolderScan], fractions: dict[str, 
     return image_data(
         name, {s: (pipelines.examples_from_files(*picked[s][:2], settings.image_size), picked[s][1]) for s in SPLITS},
         class_names, settings.batch_size, source=source, image_size=settings.image_size, skipped=skipped,
-        converted=sum(scan.converted for scan in scans.values()),
-        fingerprint=splits.fingerprint(*(picked[s][2] for s in SPLITS)), layout=layout)
+        converted=sum(scan.converted for scan in scans.values()), layout=layout,
+        fingerprint=splits.fingerprint(*(picked[s][2] for s in SPLITS)))
 
 
 def _tfds(name: str, builder, parts: Sequence[np.ndarray], labels: np.ndarray, raw: tf.data.Dataset,
@@ -134,15 +134,14 @@ def _tfds(name: str, builder, parts: Sequence[np.ndarray], labels: np.ndarray, r
 
     return image_data(name, {s: (subset(p), labels[p]) for s, p in zip(SPLITS, parts)}, class_names,
                       settings.batch_size, source=f"tensorflow_datasets {builder.name} ({builder.data_dir})",
-                      image_size=settings.image_size, fingerprint=splits.fingerprint(*(p.tolist() for p in parts)),
-                      layout=layout)
+                      layout=layout, image_size=settings.image_size,
+                      fingerprint=splits.fingerprint(*(p.tolist() for p in parts)))
 
 
 def cats_vs_dogs(settings: Settings, test_fraction: float = 0.2) -> ImageData:
-    """Notebook 01's photos: DATA_DIR's `train/` + `validation/` tree, generated ones (smoke), tfds
-    `cats_vs_dogs` cut to the article's 4,000 + 1,000 per class (prepared, or downloaded), a tree in
-    data/, or `cats_and_dogs_filtered.zip` as the named fallback; the test set is carved from
-    validation."""
+    """Notebook 01, "The data": DATA_DIR's `train/` + `validation/` tree, generated photos (smoke), tfds
+    `cats_vs_dogs` cut to the article's 4,000 + 1,000 per class (prepared, or downloaded), a tree in data/,
+    or `cats_and_dogs_filtered.zip` as the named fallback; the test set is carved from validation."""
     shares = (1 - test_fraction, test_fraction)
     tail = f"validation/ is {splits.describe(shares, settings.seed)} into validation and test"
     if settings.data_dir is not None:
@@ -164,8 +163,8 @@ def cats_vs_dogs(settings: Settings, test_fraction: float = 0.2) -> ImageData:
                                                 sources.cats_dogs_missing(builder.data_dir))
             train, val = splits.stratified(labels, None, settings.seed, per_class=ARTICLE_CATS_DOGS)
             keep, test = splits.stratified(labels[val], shares, settings.seed)
-            layout = (f"a seeded, stratified subset of {ARTICLE_CATS_DOGS[0]:,} training and {ARTICLE_CATS_DOGS[1]:,} "
-                      f"validation images per class; {tail}")
+            layout = (f"a seeded, stratified subset of {ARTICLE_CATS_DOGS[0]:,} training and "
+                      f"{ARTICLE_CATS_DOGS[1]:,} validation images per class; {tail}")
             return _tfds("cats vs dogs", builder, [train, val[keep], val[test]], labels, raw, settings, layout,
                          CATS_DOGS_CLASSES)
         source = str(root) + (" (fallback: the public 2,000-image subset, not the article's 8,000)"
@@ -178,8 +177,8 @@ def cats_vs_dogs(settings: Settings, test_fraction: float = 0.2) -> ImageData:
 
 def image_folder(settings: Settings, name: str, root: Path, source: str | None = None,
                  fractions=(0.8, 0.1, 0.1)) -> ImageData:
-    """A class-per-subfolder folder, pre-split (without val/, `fractions[1]` of train/ is carved out)
-    or split with the seed (notebook 02)."""
+    """A class-per-subfolder folder, pre-split (without val/, `fractions[1]` of train/ is carved out) or
+    split with the seed (notebook 02, "The data: one folder per class")."""
     root, found = Path(root), sources.presplit(Path(root))
     if not found:
         return folder_splits(name, {"": scan_folder(root)}, {"": dict(zip(SPLITS, fractions))}, settings,
@@ -194,8 +193,8 @@ def image_folder(settings: Settings, name: str, root: Path, source: str | None =
 
 
 def animals(settings: Settings, kaggle_dataset: str | None = None) -> ImageData:
-    """Notebook 02's animal photos (any classes): DATA_DIR, generated (smoke), data/animals/, or a
-    Kaggle data set downloaded with kagglehub."""
+    """Notebook 02, "The data": animal photos (any classes) from DATA_DIR, generated (smoke),
+    data/animals/, or a Kaggle data set downloaded with kagglehub."""
     local = sources.data_root() / "animals"
     if settings.data_dir is None and settings.profile == "smoke":
         return image_folder(settings, "animals", sample_folder("animals", ANIMAL_CLASSES, {"": 80}),
@@ -209,8 +208,8 @@ def animals(settings: Settings, kaggle_dataset: str | None = None) -> ImageData:
 
 
 def cifar10(settings: Settings, val_fraction: float) -> ImageData:
-    """CIFAR-10 at 32x32 (notebooks 03 and 05): the official test set, and `val_fraction` of the
-    training set held out for validation."""
+    """CIFAR-10 at 32x32 (notebooks 03 and 05, "The data"): the official test set, and `val_fraction`
+    of the training set held out for validation."""
     if settings.data_dir is None and settings.profile == "smoke":
         # Same shapes and palette as the stand-in weights' source task, paired differently.
         x, y = sample_arrays(1500, 10, 32, seed=7, colour_shift=3)
@@ -225,32 +224,28 @@ def cifar10(settings: Settings, val_fraction: float) -> ImageData:
     return from_arrays(
         "CIFAR-10", {"train": (x_train[train], y_train[train]), "val": (x_train[val], y_train[val]),
                      "test": (x_test[test], y_test[test])}, CIFAR10_CLASSES, source, settings.batch_size,
-        fingerprint=splits.fingerprint(train.tolist(), val.tolist(), test.tolist()),
-        layout=f"the official test set; {val_fraction:.0%} of the training set held out for validation "
-               f"(stratified, seed {settings.seed})")
+        fingerprint=splits.fingerprint(train.tolist(), val.tolist(), test.tolist()), layout="the official test set; "
+        f"{val_fraction:.0%} of the training set held out for validation (stratified, seed {settings.seed})")
 
 
 def tf_flowers(settings: Settings, fractions=(0.8, 0.1, 0.1)) -> ImageData:
-    """Notebook 04's tf_flowers (3,670 photos, 5 classes) from DATA_DIR's or data/'s `flower_photos/`,
-    generated (smoke), or tensorflow_datasets; split 80 / 10 / 10."""
+    """Notebook 04, "The data": tf_flowers (3,670 photos, 5 classes) from DATA_DIR's or data/'s
+    `flower_photos/`, generated (smoke), or tensorflow_datasets; split 80 / 10 / 10."""
     layout = "one folder per class, " + splits.describe(fractions, settings.seed)
-    if settings.data_dir is not None:
-        folder = sources.flowers_folder(settings.data_dir)
-        if folder is None:
-            raise DataError(f"{settings.data_dir} has no flower_photos/ folder with the subfolders "
-                            f"{', '.join(FLOWER_CLASSES)}; extract {sources.FLOWERS_URL} there (see data/README.md).")
-        source = str(folder)
-    elif settings.profile == "smoke":
+    if settings.data_dir is None and settings.profile == "smoke":
         folder = sample_folder("flower_photos", FLOWER_CLASSES, {"": 70})
         source = "generated sample data (coloured shapes standing in for the five flowers)"
     else:
-        folder = sources.flowers_folder(sources.data_root())
+        folder = sources.flowers_folder(settings.data_dir or sources.data_root())
+        source = str(folder)
+        if folder is None and settings.data_dir is not None:
+            raise DataError(f"{settings.data_dir} has no flower_photos/ folder with the subfolders "
+                            f"{', '.join(FLOWER_CLASSES)}; extract {sources.FLOWERS_URL} there (see data/README.md).")
         if folder is None:
             builder = sources.tfds_builder("tf_flowers")
             raw, labels = sources.tfds_examples(builder, sources.FLOWERS_URL, sources.flowers_missing(builder))
             return _tfds("tf_flowers", builder, splits.stratified(labels, fractions, settings.seed), labels, raw,
                          settings, "tensorflow_datasets' one split, " + splits.describe(fractions, settings.seed),
                          builder.info.features["label"].names)
-        source = str(folder)
     return folder_splits("tf_flowers", {"": scan_folder(folder, FLOWER_CLASSES)}, {"": dict(zip(SPLITS, fractions))},
                          settings, source, layout)

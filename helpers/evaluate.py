@@ -1,5 +1,5 @@
-"""Evaluation for the records and notebook 07: a split's predictions with their accuracy and loss,
-batch-1 latency (the median of direct calls of a compiled function) and batched throughput."""
+"""Evaluation for the records of notebooks 01-05 and for notebook 07: a split's predictions with their
+accuracy and loss, batch-1 latency (the median of direct calls of a compiled function) and throughput."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> i
 
 
 def inference_function(model: keras.Model):
-    """A compiled `model(x, training=False)`, made once per model and reused."""
+    """A compiled `model(x, training=False)`, made once per model and reused (`predict`, `latency_ms`)."""
     if model not in _COMPILED:
         held = weakref.ref(model)  # not the model itself: the cache must not keep it alive
         _COMPILED[model] = tf.function(lambda x: held()(x, training=False), reduce_retracing=True)
@@ -27,7 +27,7 @@ def inference_function(model: keras.Model):
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
-    """One probability per class: the sigmoid of a single logit (class 1), else the softmax."""
+    """One probability per class: the sigmoid of one logit (class 1), else the softmax (`Predictions`)."""
     if logits.shape[1] == 1:
         p = 1 / (1 + np.exp(-logits[:, 0]))
         return np.stack([1 - p, p], axis=1)
@@ -37,8 +37,8 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Predictions:
-    """Labels and logits of one split (what `model.predict` gives, with the labels beside):
-    notebook 02's paired test, notebook 07's comparisons, every record's test metrics."""
+    """Labels and logits of one split (what `model.predict` gives, with the labels beside): notebook 02,
+    "Is the gap real?" and after; notebook 07's comparisons; every record's test metrics."""
     y_true: np.ndarray
     logits: np.ndarray
 
@@ -65,7 +65,7 @@ class Predictions:
 
 
 def predict_with(call: Callable, examples: tf.data.Dataset, batch_size: int) -> Predictions:
-    """Labels and the logits `call` gives for each batch of a split, in its fixed order."""
+    """Labels and the logits `call` gives for each batch of a split, in order (07, "Running them in LiteRT")."""
     labels, logits = [], []
     for images, y in pipelines.batches(examples, batch_size):
         logits.append(np.asarray(call(images), dtype=np.float32))
@@ -74,14 +74,14 @@ def predict_with(call: Callable, examples: tf.data.Dataset, batch_size: int) -> 
 
 
 def predict(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64) -> Predictions:
-    """Logits and labels of a split, in its fixed order."""
+    """Logits and labels of a split, in order (07, "The Keras models, measured here"; `Logbook.finish`)."""
     return predict_with(inference_function(model), examples, batch_size)
 
 
 def call_times(call: Callable[[], object], *, repeats: int, warmup: int, max_seconds: float,
                at_least: int) -> list[float]:
-    """Seconds of each call after `warmup` calls: `repeats` calls, or as many as fit in `max_seconds`
-    (at least `at_least`)."""
+    """Seconds of each call after `warmup` calls: `repeats` calls, or as many as fit in `max_seconds` (at
+    least `at_least`): `latency_ms` and `throughput`."""
     for _ in range(warmup):
         call()
     times: list[float] = []
@@ -100,18 +100,17 @@ def _timed_call(model, batch_size: int) -> Callable[[], object]:
 
 
 def latency_ms(model, *, repeats: int = 100, warmup: int = 5, max_seconds: float = 1.5) -> float:
-    """Median milliseconds of a batch-1 call after warm-up: a Keras model, or notebook 07's LiteRT one."""
+    """Median milliseconds of a batch-1 call after warm-up, of a Keras model or a LiteRT one (07; records)."""
     return 1000 * statistics.median(call_times(_timed_call(model, 1), repeats=repeats, warmup=warmup,
                                                max_seconds=max_seconds, at_least=5))
 
 
 def throughput(model, *, batch_size: int = 64, repeats: int = 10, max_seconds: float = 2.0) -> float:
-    """Images per second at a large batch, after one warm-up call."""
-    times = call_times(_timed_call(model, batch_size), repeats=repeats, warmup=1, max_seconds=max_seconds,
-                       at_least=1)
+    """Images per second at a large batch, after one warm-up call (every record; notebook 07)."""
+    times = call_times(_timed_call(model, batch_size), repeats=repeats, warmup=1, max_seconds=max_seconds, at_least=1)
     return batch_size * len(times) / sum(times)
 
 
 def count_params(weights) -> int:
-    """Number of scalars in a list of variables (`model.trainable_weights`, `model.weights`)."""
+    """Number of scalars in a list of variables, e.g. `model.trainable_weights` (every record of 01-05)."""
     return int(sum(np.prod(w.shape) for w in weights))

@@ -1,10 +1,9 @@
-"""Image folders as users have them, scanned once before training (notebooks 01, 02 and 04). As in Keras's
-`image_dataset_from_directory`, the classes are the root's sorted subfolders and a class's
-images are the files anywhere below it. Hidden names, `__MACOSX`, `Thumbs.db` and `desktop.ini`
-are left out silently; a file that cannot be used is skipped with its reason; what TensorFlow
-cannot decode as RGB itself (CMYK, 16-bit, grey with alpha, WebP, TIFF, very large images) is
-converted to RGB once into the cache.
-"""
+"""Image folders as users have them, scanned once before training ("The data" of notebooks 01, 02 and
+04). As in Keras's `image_dataset_from_directory`, the classes are the root's sorted subfolders and a
+class's images are the files anywhere below it. Hidden names, `__MACOSX`, `Thumbs.db` and `desktop.ini`
+are left out silently; a file that cannot be used is skipped with its reason; what TensorFlow cannot
+decode as RGB itself (CMYK, 16-bit, grey with alpha, WebP, TIFF, very large images) is converted to RGB
+once into the cache."""
 
 from __future__ import annotations
 
@@ -34,7 +33,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files fail the scan, never 
 
 @dataclass
 class FolderScan:
-    """The readable images of a class-per-subfolder tree."""
+    """The readable images of a class-per-subfolder tree (`scan_folder`)."""
     root: Path
     class_names: list[str]
     paths: list[str]  # what to decode: the file, or its RGB copy in the cache
@@ -45,7 +44,7 @@ class FolderScan:
 
 
 def is_data(name: str) -> bool:
-    """False for names that are never data: hidden ones, `__MACOSX`, `Thumbs.db`, `desktop.ini`."""
+    """False for names that are never data: hidden ones, `__MACOSX`, `Thumbs.db`, `desktop.ini` ("The data")."""
     return not name.startswith(".") and name.lower() not in NOT_DATA
 
 
@@ -59,7 +58,7 @@ def _files(folder: Path) -> list[Path]:
 
 
 def list_files(folder: Path | str) -> list[Path]:
-    """The image files below `folder`, by the scan's rules, sorted (not yet decoded)."""
+    """The image files below `folder`, by the scan's rules, sorted, not decoded (only `course.predict`)."""
     return [p for p in _files(Path(folder)) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
 
 
@@ -86,16 +85,12 @@ def _convert_into_cache(path: Path, image: Image.Image) -> str:
     return str(target)
 
 
-_NATIVE = {  # what tf.io.decode_image reads correctly with channels=3
-    "JPEG": {"RGB", "L"},
-    "PNG": {"RGB", "RGBA", "L", "P"},
-    "GIF": {"P", "L", "RGB"},
-    "BMP": {"RGB", "L", "P"},
-}
+_NATIVE = {"JPEG": {"RGB", "L"}, "PNG": {"RGB", "RGBA", "L", "P"}, "GIF": {"P", "L", "RGB"},
+           "BMP": {"RGB", "L", "P"}}  # what tf.io.decode_image reads correctly with channels=3
 
 
 def check_image(path: Path) -> tuple[str | None, str | None, bool]:
-    """Decode one file fully. Returns (usable path, reason skipped, converted?)."""
+    """Decode one file fully: (usable path, reason skipped, converted?) (01, 02, 04: "The data")."""
     if path.is_symlink() and not path.exists():
         return None, "link to nothing", False
     if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -137,23 +132,22 @@ def _class_folders(root: Path, expected: Sequence[str] | None = None) -> list[Pa
         raise DataError(f"{root} is not a folder.")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and is_data(p.name))
     if expected is not None:
-        names = [p.name for p in folders]
-        missing = [c for c in expected if c not in names]
+        missing = [c for c in expected if c not in [p.name for p in folders]]
         if missing:
-            raise DataError(f"{root} has no {missing[0]}/ folder; expected one subfolder per "
-                            f"class: {', '.join(expected)}.")
+            raise DataError(f"{root} has no {missing[0]}/ folder; expected one subfolder per class: "
+                            f"{', '.join(expected)}.")
         folders = [root / c for c in expected]
     if not folders:
-        raise DataError(f"{root} has no class subfolders; put each class's images in its own "
-                        f"subfolder ({root}/<class name>/<image>.jpg).")
+        raise DataError(f"{root} has no class subfolders; put each class's images in its own subfolder "
+                        f"({root}/<class name>/<image>.jpg).")
     if len(folders) == 1:
-        raise DataError(f"{root} has only one class folder ({folders[0].name}/); a classifier "
-                        "needs at least two, one subfolder per class.")
+        raise DataError(f"{root} has only one class folder ({folders[0].name}/); a classifier needs at least "
+                        "two, one subfolder per class.")
     return folders
 
 
 def scan_folder(root: Path | str, expected: Sequence[str] | None = None) -> FolderScan:
-    """List and check every file of a class-per-subfolder tree, in parallel."""
+    """List and check every file of a class-per-subfolder tree, in parallel (01, 02, 04: "The data")."""
     root = Path(root)
     folders = _class_folders(root, expected)
     entries = [(path, label) for label, folder in enumerate(folders) for path in _files(folder)]
@@ -174,6 +168,5 @@ def scan_folder(root: Path | str, expected: Sequence[str] | None = None) -> Fold
     scan.labels = np.asarray(labels, np.int32)
     for folder, count in zip(folders, np.bincount(scan.labels, minlength=len(folders))):
         if count == 0:
-            raise DataError(f"Class folder {folder} has no readable images; add images to it or "
-                            "remove it.")
+            raise DataError(f"Class folder {folder} has no readable images; add images to it or remove it.")
     return scan

@@ -1,7 +1,7 @@
-"""The course's bookkeeping around `model.fit`, in the cells of notebooks 01-05 marked as such: a
-`Logbook` per trained configuration gives callbacks that log, time and back up every epoch (a rerun
-after a killed kernel continues where it stopped; a configuration whose record exists is restored,
-not trained again), then `finish` writes its record:
+"""The course's bookkeeping around `model.fit`, in the "extra code" cells of notebooks 01-05 that train
+(their "fit" steps): a `Logbook` per trained configuration gives callbacks that log, time and back up
+every epoch (a rerun after a killed kernel continues where it stopped; a configuration whose record
+exists is restored, not trained again), then `finish` writes its record:
 
     log = logbook.Logbook(settings, "mobilenet_v2", "frozen")
     history = model.fit(train_ds, ..., callbacks=log.callbacks())
@@ -9,8 +9,7 @@ not trained again), then `finish` writes its record:
 
 Keras has no public way to continue `fit` at a later epoch or to read a layer's random state:
 `Model._initial_epoch` (as `keras.callbacks.BackupAndRestore` sets it) and `_seed_generators` are
-used below, tested on Keras 3.8 and 3.15.
-"""
+used below, tested on Keras 3.8 and 3.15."""
 
 from __future__ import annotations
 
@@ -27,35 +26,24 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from helpers import (
-    backbones,
-    evaluate,
-    layers,  # noqa: F401  registers InferenceMode, which saved models may hold
-    pipelines,
-    records,
-)
+from helpers import backbones, evaluate, layers, pipelines, records  # noqa: F401  (layers registers InferenceMode)
 from helpers.datasets import ImageData
 from helpers.errors import CourseError, TrainingDiverged
+from helpers.records import unique
 from helpers.settings import Settings
 
 STALE_SECONDS = 600  # a claim on a configuration not renewed for this long belongs to no one
 
 
 def settings_key(settings: Settings) -> str:
-    """A short hash of the settings a record depends on (a record made with others is redone)."""
+    """A short hash of the settings a record depends on, a record made with others is redone (`Logbook`)."""
     text = repr((settings.profile, settings.image_size, settings.batch_size, settings.seed, settings.limit,
                  settings.weights, sorted(settings.epochs.items()), settings.fine_tune_epochs, str(settings.data_dir)))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def unique(path: Path) -> Path:
-    """A temporary name beside `path`, of this process alone (then `os.replace` it into place)."""
-    stem, _, suffixes = path.name.partition(".")
-    return path.with_name(f".{stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{suffixes}")
-
-
 def device_name() -> str:
-    """A short description of the accelerator, or of the CPU (the records' `device`)."""
+    """The accelerator, or the CPU: every record's `device` (notebooks 01-05, and 07's "The table")."""
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
@@ -67,9 +55,9 @@ def device_name() -> str:
 
 
 class Logbook:
-    """One configuration (model, strategy, optional variant) of a notebook. `first_phase`: the
-    logbook whose first phase this one continues (notebook 04's shared head); `scratch`: a phase
-    that is never recorded, kept in a folder of this run's own."""
+    """One configuration (model, strategy, optional variant) of a notebook, in the fit steps of 01-05.
+    `first_phase`: the logbook whose first phase this one continues (notebook 04's shared head, "All
+    configurations, the fast way"); `scratch`: a phase never recorded, in a folder of this run's own."""
 
     def __init__(self, settings: Settings, model: str, strategy: str, *, variant: str | None = None,
                  first_phase: Logbook | None = None, scratch: bool = False):
@@ -82,8 +70,7 @@ class Logbook:
         self.record = None if settings.redo or scratch else records.existing_record(self.path, self.key)
         if self.record is not None and not self.model_path.exists():
             self.record = None  # nothing to restore the trained model from: train it again
-        variant = f" ({variant})" if variant else ""
-        self.title = f"{backbones.get(model).title} / {strategy}{variant}"
+        self.title = f"{backbones.get(model).title} / {strategy}" + (f" ({variant})" if variant else "")
 
     @property
     def finished(self) -> bool:
@@ -113,14 +100,13 @@ class Logbook:
                     owner, age = {}, 0.0
             if owner == me:
                 return  # ours already (a cell run again)
+            alive = age < STALE_SECONDS  # on another machine: alive while it renews its claim
             if owner.get("host") == me["host"]:
                 try:
                     os.kill(int(owner.get("pid", 0)), 0)  # signal 0 only asks whether it exists
                     alive = True
                 except (OSError, ValueError):
                     alive = False
-            else:  # on another machine: alive while it renews its claim
-                alive = age < STALE_SECONDS
             if alive:
                 raise CourseError(f"{self.title} is being trained right now by another run (process "
                                   f"{owner.get('pid')} on {owner.get('host')}) into {self.settings.results_dir}; "
@@ -139,14 +125,14 @@ class Logbook:
 
     @property
     def history(self) -> list[dict]:
-        """Every logged epoch of every phase, 1-based, tagged with its phase (for the plots)."""
+        """Every logged epoch of every phase, 1-based, tagged with its phase (the learning curves of 02-05)."""
         return [row for phase in self.phases() for row in phase["rows"]]
 
     def finish(self, model: keras.Model, data: ImageData, test_logits: np.ndarray | None = None,
                model_file: Path | None = None) -> dict:
-        """Write the record of the trained `model`: test metrics from `test_logits` (what
-        `model.predict(test_ds)` gave; computed when None), validation from the kept epoch, the
-        timings, and the model saved beside the record (or `model_file`, saved by the page)."""
+        """Write the record of the trained `model`: test metrics from `test_logits` (what `model.predict(test_ds)`
+        gave; computed when None), validation from the kept epoch, the timings, and the model saved beside the
+        record (or `model_file`, saved by the page)."""
         if self.finished and not self.trained_now:
             print(f"{self.title}: record exists, not trained again (REDO = True trains it again)")
             return self.record
@@ -165,8 +151,8 @@ class Logbook:
                     for p in phases])
         bad = next((r for r in rows if not math.isfinite(r.get("loss", 0.0))), None)
         if bad is not None:
-            error = TrainingDiverged(f"The training loss became {bad['loss']} in epoch {bad['epoch']}; lower the "
-                                     "learning rate or check the data for broken images or labels.")
+            error = TrainingDiverged(f"The training loss became {bad['loss']} in epoch {bad['epoch']}; lower "
+                                     "the learning rate or check the data for broken images or labels.")
             print(f"{self.title} FAILED: {error}")
             return self._write({**record, "status": "failed", "error": str(error)})
         kept = next((p["kept_epoch"] for p in reversed(phases) if p.get("kept_epoch")), None)
@@ -194,7 +180,7 @@ class Logbook:
         return self._write(record)
 
     def discard(self) -> None:
-        """Remove the folder of a scratch phase (notebook 04's shared head, when not recorded)."""
+        """Remove the folder of a scratch phase (notebook 04's shared head when not recorded, "All configurations")."""
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _write(self, record: dict) -> dict:

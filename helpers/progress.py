@@ -15,12 +15,12 @@ T = TypeVar("T")
 
 
 def headless() -> bool:
-    """True when nobody watches the output as it is written ($COURSE_HEADLESS)."""
+    """True when nobody watches the output as it is written ($COURSE_HEADLESS; notebooks 01-05, "Setup")."""
     return env_flag("COURSE_HEADLESS")
 
 
 def bar(items: Iterable[T], total: int | None = None, what: str = "") -> Iterator[T]:
-    """`items`, with a progress bar while they are consumed (none when headless)."""
+    """`items` with a progress bar, none when headless (the data of 01, 02, 04; 04, "Train only what trains")."""
     if headless():
         yield from items
         return
@@ -30,8 +30,8 @@ def bar(items: Iterable[T], total: int | None = None, what: str = "") -> Iterato
 
 @contextlib.contextmanager
 def quiet_stderr():
-    """Hide what C++ libraries print on file descriptor 2 (TensorFlow's start-up and CUDA probe,
-    the LiteRT converter and interpreter in notebook 07)."""
+    """Hide what C++ libraries print on file descriptor 2: TensorFlow's start-up and CUDA probe ("Setup"),
+    the LiteRT converter and interpreter (notebook 07, "Converting", "Running them in LiteRT")."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:

@@ -16,19 +16,15 @@ from helpers.errors import CheckFailed
 from helpers.settings import Settings, project_root
 
 RECORD_FIELDS = (
-    "notebook", "article", "dataset", "profile", "model", "strategy", "image_size",
-    "batch_size", "epochs", "fine_tune_epochs", "optimizer", "learning_rate",
-    "train_accuracy", "train_loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss",
-    "trainable_params", "total_params", "train_seconds", "inference_ms_per_image",
-    "throughput_images_per_s", "skipped_files", "seed", "tensorflow", "keras", "device",
-    "git_commit", "created_at",
-)
+    "notebook", "article", "dataset", "profile", "model", "strategy", "image_size", "batch_size", "epochs",
+    "fine_tune_epochs", "optimizer", "learning_rate", "train_accuracy", "train_loss", "val_accuracy", "val_loss",
+    "test_accuracy", "test_loss", "trainable_params", "total_params", "train_seconds", "inference_ms_per_image",
+    "throughput_images_per_s", "skipped_files", "seed", "tensorflow", "keras", "device", "git_commit", "created_at")
 # Beyond the contract: run status, the split's fingerprint, per-epoch history, ...
 EXTRA_FIELDS = (
-    "status", "error", "split_fingerprint", "fine_tune_learning_rate", "limit", "weights",
-    "history", "phases", "resumed_epochs", "model_file", "model_size_mb", "class_names", "title",
-    "variant", "throughput_batch_size", "settings_key", "data_dir",
-)
+    "status", "error", "split_fingerprint", "fine_tune_learning_rate", "limit", "weights", "history", "phases",
+    "resumed_epochs", "model_file", "model_size_mb", "class_names", "title", "variant", "throughput_batch_size",
+    "settings_key", "data_dir")
 # Each notebook's article, by title (readers never see the articles' file numbers).
 ARTICLES = {
     "01_cats_vs_dogs_feature_extraction": "Exploring Transfer Learning for Image Classification with MobileNet",
@@ -40,7 +36,7 @@ ARTICLES = {
 
 
 def git_commit() -> str:
-    """The checkout's short commit, or 'unknown'."""
+    """The checkout's short commit, or 'unknown' (every record's `git_commit`)."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=project_root(),
                              capture_output=True, text=True, timeout=5)
@@ -49,25 +45,29 @@ def git_commit() -> str:
         return "unknown"
 
 
+def unique(path: Path) -> Path:
+    """A temporary name beside `path`, of this process alone, to `os.replace` into place (every record)."""
+    stem, _, suffixes = path.name.partition(".")
+    return path.with_name(f".{stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{suffixes}")
+
+
 def record_path(settings: Settings, model: str, strategy: str, variant: str | None = None) -> Path:
-    """Where one configuration's (and `variant`'s, e.g. "equal-epochs") record lives."""
+    """Where one configuration's (and `variant`'s, e.g. "equal-epochs") record lives (notebook 04, "Checks")."""
     suffix = f"__{variant}" if variant else ""
     return settings.record_dir / f"{model}__{strategy.replace(':', '-')}{suffix}.json"
 
 
 def new_record(settings: Settings, model: str, strategy: str, **values: Any) -> dict:
-    """A record with every field, those not given set to None."""
+    """A record with every field, those not given set to None (`Logbook.finish` in 01-05; notebook 07)."""
     import keras
     import tensorflow as tf
     record: dict[str, Any] = dict.fromkeys(RECORD_FIELDS + EXTRA_FIELDS)
-    record.update(notebook=settings.notebook, article=ARTICLES.get(settings.notebook),
-                  profile=settings.profile, model=model, strategy=strategy,
-                  image_size=settings.image_size, batch_size=settings.batch_size,
+    record.update(notebook=settings.notebook, article=ARTICLES.get(settings.notebook), profile=settings.profile,
+                  model=model, strategy=strategy, image_size=settings.image_size, batch_size=settings.batch_size,
                   seed=settings.seed, limit=settings.limit, weights=settings.weights,
-                  data_dir=str(settings.data_dir) if settings.data_dir else None,
-                  tensorflow=tf.__version__, keras=keras.__version__, git_commit=git_commit(),
-                  created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                  status="ok")
+                  data_dir=str(settings.data_dir) if settings.data_dir else None, tensorflow=tf.__version__,
+                  keras=keras.__version__, git_commit=git_commit(), status="ok",
+                  created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     unknown = set(values) - set(record)
     if unknown:
         raise KeyError(f"Not record fields: {', '.join(sorted(unknown))}")
@@ -91,10 +91,10 @@ def _clean(value: Any) -> Any:
 
 
 def write_record(record: dict, path: Path) -> Path:
-    """Write a record atomically: a killed run never leaves half a file behind."""
+    """Write a record atomically, a killed run leaves no half file (`Logbook.finish`; 07, "Running them in LiteRT")."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.json")
+    tmp = unique(path)
     with open(tmp, "w") as handle:
         json.dump(_clean(record), handle, indent=2)
         handle.flush()
@@ -104,7 +104,7 @@ def write_record(record: dict, path: Path) -> Path:
 
 
 def read_record(path: Path) -> dict:
-    """One record; ValueError when the file is not a valid record."""
+    """One record, else ValueError (`load_records`, `check_record`: notebooks 01-07)."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -118,7 +118,7 @@ def read_record(path: Path) -> dict:
 
 
 def existing_record(path: Path, settings_key: str) -> dict | None:
-    """A finished record at `path` made with the same settings (`logbook.settings_key`)."""
+    """A finished record at `path` made with the same settings (`logbook.settings_key`; the fits of 01-05)."""
     try:
         record = read_record(path)
     except ValueError:
@@ -128,7 +128,7 @@ def existing_record(path: Path, settings_key: str) -> dict | None:
 
 
 def load_records(folder: Path) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Every valid record under a folder, and (file, reason) for each file skipped (notebooks 06, 07)."""
+    """Every valid record under a folder, and (file, reason) per file skipped (06, "The records"; 07)."""
     records, skipped = [], []
     for path in sorted(Path(folder).rglob("*.json")):
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
@@ -141,8 +141,7 @@ def load_records(folder: Path) -> tuple[list[dict], list[tuple[str, str]]]:
 
 
 def check_record(path: Path, *, num_classes: int | None = None, profile: str | None = None) -> dict:
-    """The record, checked complete and (on the learnable smoke data) clearly above chance: the
-    "Checks" section of notebooks 01-05 and 07."""
+    """The record, checked complete and (on the learnable smoke data) clearly above chance ("Checks" of 01-05, 07)."""
     record = read_record(path)
     missing = [f for f in RECORD_FIELDS if record.get(f) is None and f != "git_commit"]
     if record["status"] != "ok":

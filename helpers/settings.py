@@ -1,10 +1,11 @@
 """Profiles and settings: `resolve` checks a notebook's parameters, fills what is `None` from
 its profile in `PROFILES`, and stops with one sentence when a value cannot work. Used by
-`setup.start`, the first call of every notebook."""
+`setup.start`, the first call of every notebook ("Setup")."""
 
 from __future__ import annotations
 
 import ast
+import csv
 import os
 import re
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from helpers.errors import SettingsError
 
 
 def project_root() -> Path:
-    """The course checkout: $COURSE_ROOT, the folder above an editable `helpers`, or the cwd."""
+    """The course checkout: $COURSE_ROOT, the folder above an editable `helpers`, or the cwd (06, "Setup")."""
     if os.environ.get("COURSE_ROOT"):
         return Path(os.environ["COURSE_ROOT"]).resolve()
     here = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ def project_root() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where generated sample data and stand-in weights are kept, once per machine."""
+    """Where sample data, stand-in weights and converted images are kept once per machine (01-05, "Setup")."""
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     path = Path(os.environ.get("COURSE_CACHE") or base / "transfer-learning-course")
     path.mkdir(parents=True, exist_ok=True)
@@ -32,22 +33,21 @@ def cache_dir() -> Path:
 
 
 def keras_home() -> Path:
-    """Keras's folder for downloads ($KERAS_HOME, else ~/.keras): models/ and datasets/."""
+    """Keras's downloads ($KERAS_HOME, else ~/.keras): models/ and datasets/ (01-05, "Setup" and data)."""
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
 
 
 def env_flag(name: str) -> bool:
-    """Whether an environment variable is set to something other than '', 0, false, no or off."""
+    """Whether environment variable `name` is not '', 0, false, no or off (every notebook's "Setup")."""
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-STRATEGY_HELP = ("'frozen', 'all', 'layers:N' (last N layers), 'blocks:N' (last N blocks) "
-                 "or 'from:N' (layer N onwards)")
+STRATEGY_HELP = "'frozen', 'all', 'layers:N' (last N layers), 'blocks:N' (last N blocks) or 'from:N' (layer N onwards)"
 _STRATEGY = re.compile(r"^(frozen|all|(layers|blocks|from):(\d+))$")
 
 
 def parse_strategy(strategy: str) -> tuple[str, int]:
-    """Split 'blocks:4' into ('blocks', 4); 'frozen' and 'all' give N = 0."""
+    """Split 'blocks:4' into ('blocks', 4); 'frozen' and 'all' give N = 0 (STRATEGIES, 04's "Setup")."""
     text = str(strategy).strip()
     match = _STRATEGY.match(text)
     if not match:
@@ -62,7 +62,7 @@ def parse_strategy(strategy: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Profile:
-    """The numbers of one notebook under one profile."""
+    """The numbers of one notebook under one profile (a row of helpers/profiles.csv)."""
     models: tuple[str, ...]
     epochs: dict[str, int]
     fine_tune_epochs: int
@@ -75,41 +75,19 @@ class Profile:
 
 ARTICLE_STRATEGIES = ("frozen", "layers:5", "layers:10", "layers:40", "blocks:2", "blocks:4", "blocks:10")
 PROFILE_NAMES = ("full", "laptop", "smoke")
-V2 = ("mobilenet_v2",)
-R50 = ("resnet50",)
-V2_EFF = ("mobilenet_v2", "efficientnetv2_b0")
-BOTH = ("resnet50", "mobilenet")
-NOTHING = dict.fromkeys(PROFILE_NAMES, Profile((), {}, 0, 1, 32, None))
+# Every notebook's numbers under each profile, a table a reader can open (helpers/profiles.csv):
 # full: the article's settings (its bugs fixed), real data, ImageNet weights; meant for a GPU.
 # laptop: real data and ImageNet weights, each notebook within 15 minutes on two CPU cores
 #   (`make bench-laptop`): LIMIT images per split, fewer epochs, smaller images.
 # smoke: offline, generated data, stand-in weights, small images.
-PROFILES: dict[str, dict[str, Profile]] = {
-    "01_cats_vs_dogs_feature_extraction": {
-        "full": Profile(V2, {"mobilenet_v2": 10}, 0, 32, 160, "imagenet"),
-        "laptop": Profile(V2, {"mobilenet_v2": 5}, 0, 32, 160, "imagenet", limit=1000),
-        "smoke": Profile(V2, {"mobilenet_v2": 10}, 0, 32, 64, "standin")},
-    "02_animals_mobilenetv2_vs_efficientnetv2": {
-        "full": Profile(V2_EFF, {"mobilenet_v2": 10, "efficientnetv2_b0": 25}, 0, 32, 224, "imagenet"),
-        "laptop": Profile(V2_EFF, {"mobilenet_v2": 10, "efficientnetv2_b0": 25}, 0, 32, 160, "imagenet", limit=1500),
-        "smoke": Profile(V2_EFF, {"mobilenet_v2": 4, "efficientnetv2_b0": 10}, 0, 32, 64, "standin")},
-    "03_cifar10_resnet50_upsampling_finetune": {
-        "full": Profile(R50, {"resnet50": 5}, 5, 20, 224, "imagenet", strategies=("from:100",)),
-        "laptop": Profile(R50, {"resnet50": 3}, 2, 20, 128, "imagenet", limit=2000, strategies=("from:100",)),
-        "smoke": Profile(R50, {"resnet50": 4}, 2, 20, 64, "standin", strategies=("from:100",))},
-    "04_tf_flowers_unfreezing_strategies": {
-        "full": Profile(BOTH, {"resnet50": 5, "mobilenet": 5}, 15, 32, 224, "imagenet", strategies=ARTICLE_STRATEGIES),
-        "laptop": Profile(BOTH, {"resnet50": 5, "mobilenet": 5}, 3, 32, 128, "imagenet", limit=800,
-                          strategies=ARTICLE_STRATEGIES),
-        "smoke": Profile(BOTH, {"resnet50": 5, "mobilenet": 5}, 1, 32, 48, "standin", strategies=ARTICLE_STRATEGIES)},
-    "05_cifar10_resnet50_vs_mobilenet": {
-        "full": Profile(BOTH, {"resnet50": 30, "mobilenet": 100}, 0, 100, 32, "imagenet", strategies=("all",)),
-        "laptop": Profile(BOTH, {"resnet50": 3, "mobilenet": 10}, 0, 100, 32, "imagenet", limit=4000,
-                          strategies=("all",)),
-        "smoke": Profile(BOTH, {"resnet50": 3, "mobilenet": 8}, 0, 50, 32, "standin", strategies=("all",))},
-    "06_results_summary": NOTHING,
-    "07_light_models_on_device": NOTHING,
-}
+PROFILES: dict[str, dict[str, Profile]] = {}
+with open(Path(__file__).with_name("profiles.csv"), newline="", encoding="utf-8") as _file:
+    for _row in csv.DictReader(_file):
+        _models = tuple(_row["models"].split())
+        PROFILES.setdefault(_row["notebook"], {})[_row["profile"]] = Profile(
+            _models, dict(zip(_models, map(int, _row["epochs"].split()))), int(_row["fine_tune_epochs"]),
+            int(_row["batch_size"]), int(_row["image_size"]), _row["weights"] or None,
+            int(_row["limit"]) if _row["limit"] else None, tuple(_row["strategies"].split()))
 NOTEBOOKS = tuple(PROFILES)
 SUMMARY_NOTEBOOK = "06_results_summary"
 FINE_TUNING = ("03_cifar10_resnet50_upsampling_finetune", "04_tf_flowers_unfreezing_strategies")
@@ -121,14 +99,14 @@ LARGEST = {"IMAGE_SIZE": 1024, "BATCH_SIZE": 4096, "EPOCHS": 10_000, "FINE_TUNE_
 
 
 def has_gpu() -> bool:
-    """Whether TensorFlow sees a GPU."""
+    """Whether TensorFlow sees a GPU (PROFILE = 'auto', every notebook's "Setup")."""
     import tensorflow as tf
     return bool(tf.config.list_physical_devices("GPU"))
 
 
 def choose_profile(profile: Any, notebook: str, limit: Any = None, check_hardware: bool = True) -> str:
-    """The profile to run ("auto": $NB_PROFILE, else full with a GPU and laptop without); full on
-    a CPU stops unless LIMIT is set, $COURSE_FULL_ON_CPU=1, or nothing trains (`check_hardware`)."""
+    """The profile to run ("auto": $NB_PROFILE, else full with a GPU and laptop without); full on a CPU
+    stops unless LIMIT is set, $COURSE_FULL_ON_CPU=1, or nothing trains (every notebook's "Setup")."""
     name = str(profile).strip().lower()
     if name == "auto":  # $NB_PROFILE chooses for every notebook (the notebook tests: smoke)
         name = os.environ.get("NB_PROFILE", "").strip().lower() or ("full" if has_gpu() else "laptop")
@@ -138,16 +116,15 @@ def choose_profile(profile: Any, notebook: str, limit: Any = None, check_hardwar
     hours = CPU_HOURS.get(notebook, 0)
     if (name == "full" and hours and limit is None and check_hardware and not has_gpu()
             and not env_flag("COURSE_FULL_ON_CPU")):
-        raise SettingsError(f"PROFILE 'full' would train for about {hours:g} hours on this "
-                            "machine, which has no GPU; use PROFILE = 'laptop' (the real data, "
-                            "within 15 minutes on two cores) or 'smoke' (offline, a minute or "
-                            "two), or set COURSE_FULL_ON_CPU=1 to go ahead.")
+        raise SettingsError(f"PROFILE 'full' would train for about {hours:g} hours on this machine, which has "
+                            "no GPU; use PROFILE = 'laptop' (the real data, within 15 minutes on two cores) or "
+                            "'smoke' (offline, a minute or two), or set COURSE_FULL_ON_CPU=1 to go ahead.")
     return name
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a notebook run needs to know, checked; plain values only."""
+    """Everything a notebook run needs to know, checked; plain values (`setup.start`, every "Setup")."""
     notebook: str
     profile: str
     data_dir: Path | None
@@ -197,7 +174,7 @@ def _int(name: str, value: Any, minimum: int) -> int:
 
 
 def names(name: str, value: Any) -> tuple[str, ...]:
-    """A list of names: a list, a tuple, 'a,b' or "['a', 'b']" from the command line."""
+    """A list of names: a list, a tuple, 'a,b' or "['a', 'b']" (MODELS, STRATEGIES; 02, 04, 05 "Setup")."""
     if isinstance(value, str):
         text = value.strip()
         if text.startswith(("[", "(")):
@@ -215,7 +192,7 @@ def names(name: str, value: Any) -> tuple[str, ...]:
 
 
 def flag(name: str, value: Any) -> bool | None:
-    """True, False or None from the notebook or the command line ('true', '0', 'no', ...)."""
+    """True, False or None from 'true', '0', 'no', ... (REDO, MIXED_PRECISION: every notebook's "Setup")."""
     if value is None or isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -238,22 +215,20 @@ def _epochs(value: Any, models: tuple[str, ...], default: dict[str, int]) -> dic
     if isinstance(value, dict):
         unknown = sorted(set(value) - set(models))
         if unknown:
-            raise SettingsError(f"EPOCHS names {', '.join(unknown)}, which is not in MODELS "
-                                f"({', '.join(models)}).")
+            raise SettingsError(f"EPOCHS names {', '.join(unknown)}, which is not in MODELS ({', '.join(models)}).")
         merged = {m: default.get(m, 1) for m in models}
         merged.update({m: _int(f"EPOCHS[{m!r}]", v, 1) for m, v in value.items()})
         return merged
     return dict.fromkeys(models, _int("EPOCHS", value, 1))
 
 
-def resolve(notebook: str, *, profile: str = "auto", data_dir: Any = None, weights: Any = None,
-            epochs: Any = None, fine_tune_epochs: Any = None, batch_size: Any = None,
-            image_size: Any = None, models: Any = None, limit: Any = None, seed: Any = 42,
-            results_dir: Any = None, strategies: Any = None, redo: Any = False,
-            mixed_precision: Any = None, save_models: Any = True,
-            check_hardware: bool = True) -> Settings:
-    """Check the parameters' values and fill what is None from the profile (`check_hardware`:
-    whether the full profile on a CPU stops; notebook 07 rebuilds data sets and trains nothing)."""
+def resolve(notebook: str, *, profile: str = "auto", data_dir: Any = None, weights: Any = None, epochs: Any = None,
+            fine_tune_epochs: Any = None, batch_size: Any = None, image_size: Any = None, models: Any = None,
+            limit: Any = None, seed: Any = 42, results_dir: Any = None, strategies: Any = None, redo: Any = False,
+            mixed_precision: Any = None, save_models: Any = True, check_hardware: bool = True) -> Settings:
+    """Check the parameters' values and fill what is None from the profile (every notebook's "Setup",
+    through `setup.start`); `check_hardware`: whether the full profile on a CPU stops (notebook 07,
+    "Each model, and the data it was trained on", rebuilds data sets and trains nothing)."""
     if notebook not in PROFILES:
         raise SettingsError(f"Unknown notebook {notebook!r}; expected one of {', '.join(NOTEBOOKS)}.")
     profile = choose_profile(profile, notebook, limit, check_hardware)
@@ -262,29 +237,26 @@ def resolve(notebook: str, *, profile: str = "auto", data_dir: Any = None, weigh
     size = defaults.image_size if image_size is None else _int("IMAGE_SIZE", image_size, 1)
     for spec in map(backbones.get, chosen):
         if size < spec.min_size:
-            raise SettingsError(f"IMAGE_SIZE {size} is below {spec.title}'s minimum of "
-                                f"{spec.min_size}; use {spec.min_size} or more.")
+            raise SettingsError(f"IMAGE_SIZE {size} is below {spec.title}'s minimum of {spec.min_size}; use "
+                                f"{spec.min_size} or more.")
     multiple = IMAGE_SIZE_MULTIPLE.get(notebook)
     if multiple and size % multiple:
-        raise SettingsError(f"IMAGE_SIZE must be a multiple of {multiple} here (the images are "
-                            f"upsampled by a whole factor), got {size}.")
+        raise SettingsError(f"IMAGE_SIZE must be a multiple of {multiple} here (the images are upsampled by a "
+                            f"whole factor), got {size}.")
     chosen_strategies = defaults.strategies if strategies is None else names("STRATEGIES", strategies)
     for strategy in chosen_strategies:
         parse_strategy(strategy)
-
     path = None
     if data_dir is not None and str(data_dir).strip():
         path = Path(str(data_dir)).expanduser()
         if not path.is_dir():
-            raise SettingsError(f"DATA_DIR {str(path)!r} is not a folder; point it at the data set "
-                                "(layouts in data/README.md) or set DATA_DIR = None for the "
-                                "default source.")
+            raise SettingsError(f"DATA_DIR {str(path)!r} is not a folder; point it at the data set (layouts in "
+                                "data/README.md) or set DATA_DIR = None for the default source.")
     weights = defaults.weights if weights is None else str(weights)
     if weights in ("none", "None"):
         weights = None
     elif weights not in (None, "imagenet", "standin") and not Path(weights).expanduser().is_file():
-        raise SettingsError("WEIGHTS must be 'imagenet', 'standin', 'none' or a weights file, got "
-                            f"{weights!r}.")
+        raise SettingsError(f"WEIGHTS must be 'imagenet', 'standin', 'none' or a weights file, got {weights!r}.")
     if results_dir is None or not str(results_dir).strip():
         # The summary reads every profile's records; the others write to their profile's folder.
         results_dir = os.environ.get("NB_RESULTS_DIR") or (
@@ -296,11 +268,7 @@ def resolve(notebook: str, *, profile: str = "auto", data_dir: Any = None, weigh
         fine_tune_epochs=(defaults.fine_tune_epochs if fine_tune_epochs is None
                           else _int("FINE_TUNE_EPOCHS", fine_tune_epochs, minimum_fine_tune)),
         batch_size=defaults.batch_size if batch_size is None else _int("BATCH_SIZE", batch_size, 1),
-        image_size=size, models=chosen,
-        limit=defaults.limit if limit is None else _int("LIMIT", limit, 1),
-        seed=_int("SEED", seed, 0),
-        results_dir=Path(results_dir).expanduser().resolve(),
-        strategies=chosen_strategies, redo=bool(flag("REDO", redo)),
-        mixed_precision=flag("MIXED_PRECISION", mixed_precision),
-        save_models=flag("SAVE_MODELS", save_models) is not False,
-    )
+        image_size=size, models=chosen, limit=defaults.limit if limit is None else _int("LIMIT", limit, 1),
+        seed=_int("SEED", seed, 0), results_dir=Path(results_dir).expanduser().resolve(), strategies=chosen_strategies,
+        redo=bool(flag("REDO", redo)), mixed_precision=flag("MIXED_PRECISION", mixed_precision),
+        save_models=flag("SAVE_MODELS", save_models) is not False)

@@ -40,8 +40,7 @@ def _short_errors() -> None:
 
 
 def injected_names() -> list[str]:
-    """The names papermill (or the course's runner) injected with -p, read from the cell it
-    adds after the parameters cell ("# Parameters"); empty outside such a run."""
+    """The names papermill injected with -p (its "# Parameters" cell), else []: every notebook's "Setup"."""
     shell = _ipython()
     cells = shell.user_ns.get("In", []) if shell is not None else []
     for source in reversed(cells):
@@ -56,7 +55,7 @@ def injected_names() -> list[str]:
 
 
 def parameters(namespace: dict) -> dict:
-    """The parameters cell's values: every name it declares with a type annotation."""
+    """The parameters cell's values: every name it declares with a type (every notebook's "Setup")."""
     declared = namespace.get("__annotations__", {})
     unknown = [name for name in injected_names() if name not in declared]
     if unknown:
@@ -65,20 +64,8 @@ def parameters(namespace: dict) -> dict:
     return {name: namespace[name] for name in declared if name in namespace}
 
 
-def _check_writable(settings: Settings) -> None:
-    folder = settings.record_dir
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise SettingsError(f"The results folder {folder} cannot be written ({error.strerror or error}); "
-                            "set RESULTS_DIR to a folder you can write to.") from None
-
-
 def versions() -> str:
-    """Python, TensorFlow and Keras, and what the GPU (or its absence) means for PROFILE = 'auto'."""
+    """Python, TensorFlow, Keras, and what the GPU or its absence means for PROFILE = 'auto' ("Setup")."""
     with quiet_stderr():
         import keras
         import tensorflow as tf
@@ -92,15 +79,23 @@ def versions() -> str:
 
 
 def start(notebook: str, namespace: dict) -> Settings:
-    """Check the parameters cell (`namespace` is the notebook's `globals()`), fill what is None
-    from the profile, set the precision policy (mixed float16 on a GPU, float32 with
-    deterministic ops on a CPU), check the results folder, and print what this run will do."""
+    """Every notebook's "Setup": check the parameters cell (`namespace` is its `globals()`), fill what is
+    None from the profile, set the precision policy (mixed float16 on a GPU, float32 with deterministic ops
+    on a CPU), check that the results folder can be written, and print what this run will do."""
     _short_errors()
     print(versions())
     given = {name.lower(): value for name, value in parameters(namespace).items()
              if name.lower() in SETTINGS}
     settings = resolve(notebook, **given)
-    _check_writable(settings)
+    folder = settings.record_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise SettingsError(f"The results folder {folder} cannot be written ({error.strerror or error}); "
+                            "set RESULTS_DIR to a folder you can write to.") from None
     import keras
     import tensorflow as tf
 

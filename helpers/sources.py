@@ -1,6 +1,6 @@
-"""Where the data sets come from (the data section of notebooks 01-05): local copies in their
-published formats, tensorflow_datasets, Kaggle and plain downloads. A source that cannot be
-reached is a one-sentence `DataError` naming it and where to put the files."""
+"""Where the data sets come from ("The data" section of notebooks 01-05, through `datasets`): local
+copies in their published formats, tensorflow_datasets, Kaggle and plain downloads. A source that
+cannot be reached is a one-sentence `DataError` naming it and where to put the files."""
 
 from __future__ import annotations
 
@@ -34,13 +34,13 @@ ANIMALS_LAYOUT = ("one subfolder per class (animals/<class>/*.jpg), or train/ an
 
 
 def data_root() -> Path:
-    """The course's data/ folder, where downloads land."""
+    """The course's data/ folder, where downloads land (notebooks 01-05, "The data")."""
     return project_root() / "data"
 
 
 def can_download(url: str, timeout: float = 5.0) -> bool:
-    """Whether `url` answers, asked the way Keras and tfds download (through $HTTPS_PROXY when one
-    is set); False at once when $COURSE_OFFLINE is set."""
+    """Whether `url` answers, asked the way Keras and tfds download (through $HTTPS_PROXY when set); False
+    at once when $COURSE_OFFLINE is set (notebooks 01-05: "Setup", the ImageNet weights, and "The data")."""
     if env_flag("COURSE_OFFLINE"):
         return False
     try:
@@ -53,13 +53,14 @@ def can_download(url: str, timeout: float = 5.0) -> bool:
 
 
 def tfds_builder(name: str):
+    """A tensorflow_datasets builder in $TFDS_DATA_DIR (notebooks 01 and 04, "The data")."""
     import tensorflow_datasets as tfds
     return tfds.builder(name, data_dir=os.environ.get("TFDS_DATA_DIR"))  # read now, not at import
 
 
 def tfds_examples(builder, url: str, missing: str) -> tuple[tf.data.Dataset, np.ndarray]:
-    """A tfds data set's 'train' split, undecoded, and its labels; prepared (downloaded from `url`)
-    when needed, else DataError(`missing`)."""
+    """A tfds data set's 'train' split, undecoded, and its labels; prepared (downloaded from `url`) when
+    needed, else DataError(`missing`) (notebooks 01 and 04, "The data")."""
     import tensorflow_datasets as tfds
     if not builder.is_prepared():
         if not can_download(url):
@@ -72,22 +73,23 @@ def tfds_examples(builder, url: str, missing: str) -> tuple[tf.data.Dataset, np.
 
 
 def cats_dogs_root(base: Path) -> Path | None:
+    """The folder holding train/ and validation/ at or just below `base` (notebook 01, "The data")."""
     candidates = (base, base / "cats_and_dogs_filtered", base / "cats_and_dogs")
     return next((c for c in candidates if (c / "train").is_dir() and (c / "validation").is_dir()), None)
 
 
 def cats_dogs_missing(tfds_dir: str) -> str:
+    """What to do when no cats-vs-dogs source can be reached (notebook 01, "The data")."""
     target = data_root()
     return (f"Cats vs dogs is neither prepared by tensorflow_datasets in {tfds_dir} nor in {target}, and neither "
-            f"{CATS_DOGS_TFDS_URL} (tfds cats_vs_dogs) nor {CATS_DOGS_URL} can be reached; run "
-            "tfds.builder('cats_vs_dogs').download_and_prepare() on a machine with a network and copy its folder "
-            f"into {tfds_dir}, or unzip cats_and_dogs_filtered.zip into {target}/ (giving "
-            f"{target}/cats_and_dogs_filtered/train and validation), or set DATA_DIR to your own train/ + "
-            "validation/ tree.")
+            f"{CATS_DOGS_TFDS_URL} (tfds cats_vs_dogs) nor {CATS_DOGS_URL} can be reached; run tfds.builder("
+            "'cats_vs_dogs').download_and_prepare() on a machine with a network and copy its folder into "
+            f"{tfds_dir}, or unzip cats_and_dogs_filtered.zip into {target}/ (giving {target}/cats_and_dogs_filtered"
+            "/train and validation), or set DATA_DIR to your own train/ + validation/ tree.")
 
 
 def download_cats_dogs(tfds_dir: str) -> Path:
-    """The public 2,000-image subset, downloaded into data/ (notebook 01's named fallback)."""
+    """The public 2,000-image subset, downloaded into data/ (notebook 01, "The data": the named fallback)."""
     if not can_download(CATS_DOGS_URL):
         raise DataError(cats_dogs_missing(tfds_dir))
     import keras
@@ -101,18 +103,20 @@ def download_cats_dogs(tfds_dir: str) -> Path:
 
 
 def flowers_folder(base: Path) -> Path | None:
+    """`base`/flower_photos or `base` when it holds the five class folders (notebook 04, "The data")."""
     return next((c for c in (base / "flower_photos", base)
                  if c.is_dir() and all((c / name).is_dir() for name in FLOWER_CLASSES)), None)
 
 
 def flowers_missing(builder) -> str:
+    """What to do when tf_flowers cannot be reached (notebook 04, "The data")."""
     return (f"tf_flowers is not prepared in {builder.data_dir} and {FLOWERS_URL} cannot be reached; extract "
             f"flower_photos.tgz into {data_root()}/ (giving {data_root()}/flower_photos/daisy, ...) or set DATA_DIR "
             "to that folder.")
 
 
 def presplit(root: Path) -> dict[str, Path]:
-    """The split folders (any case) of a tree with train/ and test/; {} unless it has both."""
+    """The split folders (any case) of a tree with train/ and test/, else {} (notebook 02, "The data")."""
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     found = {split: next(p for p in folders if p.name.lower() in names)
              for split, names in SPLIT_FOLDERS.items() if any(p.name.lower() in names for p in folders)}
@@ -120,7 +124,7 @@ def presplit(root: Path) -> dict[str, Path]:
 
 
 def download_kaggle(dataset: str) -> Path:
-    """Download a Kaggle data set with kagglehub (one sentence when that cannot happen)."""
+    """Download a Kaggle data set with kagglehub, or say in one sentence why not (notebook 02, "The data")."""
     home = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
     if not ((os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"))
             or any(p.is_file() for p in (home / "kaggle.json", Path.home() / ".config/kaggle/kaggle.json"))):
@@ -148,7 +152,7 @@ def _cifar_batch(handle) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_cifar10(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Read the official python version: a `cifar-10-batches-py/` folder or the .tar.gz."""
+    """Read the official python version, a `cifar-10-batches-py/` folder or the .tar.gz (03, 05: "The data")."""
     names, parts = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], {}
     if Path(path).is_dir():
         for name in names:
@@ -166,7 +170,7 @@ def read_cifar10(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.nd
 
 
 def find_cifar10(base: Path | None) -> Path | None:
-    """A local copy of CIFAR-10: in `base`, in data/, or in Keras's download cache."""
+    """A local copy of CIFAR-10: in `base`, in data/, or in Keras's download cache (03, 05: "The data")."""
     places = ([base] if base is not None else []) + [
         data_root(), keras_home() / "datasets", keras_home() / "datasets" / "cifar-10-batches-py-target"]
     for candidate in (c for place in places for c in (place / "cifar-10-batches-py", place / "cifar-10-python.tar.gz", place)):
@@ -177,7 +181,7 @@ def find_cifar10(base: Path | None) -> Path | None:
 
 
 def cifar10_arrays(data_dir: Path | None):
-    """((x_train, y_train), (x_test, y_test), source): DATA_DIR, a local copy, or Keras's download."""
+    """((x_train, y_train), (x_test, y_test), source) from DATA_DIR, a local copy or Keras (03, 05: "The data")."""
     found = find_cifar10(data_dir)
     if data_dir is not None and found is None:
         raise DataError(f"{data_dir} holds neither cifar-10-batches-py/ nor cifar-10-python.tar.gz; download "

@@ -11,8 +11,8 @@ import numpy as np
 
 def stratified(labels: np.ndarray, fractions: Sequence[float] | None, seed: int,
                per_class: Sequence[int] | None = None) -> list[np.ndarray]:
-    """Indices split per class by `fractions`, or `per_class[k]` images per class for part k;
-    each part is ordered round-robin over classes, so a LIMIT keeps it balanced."""
+    """Indices split per class by `fractions`, or `per_class[k]` images per class for part k; each part is
+    ordered round-robin over classes, so a LIMIT keeps it balanced ("The data" of 01-05)."""
     labels = np.asarray(labels).reshape(-1)
     rng = np.random.default_rng(seed)
     wanted = fractions if per_class is None else per_class
@@ -38,17 +38,17 @@ def stratified(labels: np.ndarray, fractions: Sequence[float] | None, seed: int,
 
 
 def limited(indices: np.ndarray, limit: int | None) -> np.ndarray:
-    """The first `limit` indices of a round-robin ordered part (all of them without a limit)."""
+    """The first `limit` indices of a round-robin ordered part, all without a limit (LIMIT, "The data")."""
     return indices if limit is None else indices[:limit]
 
 
 def describe(fractions: Sequence[float], seed: int) -> str:
-    """E.g. 'split 80/10/10 (stratified, seed 42)'."""
+    """E.g. 'split 80/10/10 (stratified, seed 42)', for `ImageData.report` ("The data" of 01, 02, 04)."""
     return f"split {'/'.join(str(round(100 * f)) for f in fractions)} (stratified, seed {seed})"
 
 
 def fingerprint(*members: Sequence) -> str:
-    """A short hash of split membership: equal seeds give equal fingerprints."""
+    """A short hash of split membership, equal seeds giving equal ones ("The data"; 07 compares them)."""
     digest = hashlib.sha256()
     for split in members:
         digest.update(b"|")

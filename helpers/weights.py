@@ -22,29 +22,28 @@ STANDIN_SIZE = 64
 
 
 def imagenet_file(name: str, image_size: int) -> Path:
-    """Where Keras keeps a backbone's downloaded no-top ImageNet weights."""
+    """Where Keras keeps a backbone's downloaded no-top ImageNet weights (`for_model`; notebooks 01-05)."""
     return keras_home() / "models" / backbones.get(name).weights_file(image_size)
 
 
 def for_model(name: str, choice: str | None, image_size: int) -> str | None:
-    """The `weights=` argument for `keras.applications.<name>` at this size: "imagenet" (when it
-    is here or can be downloaded), the stand-in file ("standin"), a weights file, or None."""
+    """The `weights=` argument for `keras.applications.<name>` at this size (the "Setup" of notebooks 01-05):
+    "imagenet" (when here or downloadable), the stand-in file ("standin"), a weights file, or None."""
     if choice == "standin":
         return str(standin(name, image_size))
     if choice == "imagenet":
         cached = imagenet_file(name, image_size)
         if not cached.exists() and not can_download(WEIGHTS_URL + cached.name):
-            raise CourseError(f"The ImageNet weights of {backbones.get(name).title} are not in "
-                              f"{cached.parent} and {WEIGHTS_URL} cannot be reached; download "
-                              f"{WEIGHTS_URL}{cached.name} into {cached.parent}/, or set WEIGHTS = "
-                              "'standin' or 'none'.")
+            raise CourseError(f"The ImageNet weights of {backbones.get(name).title} are not in {cached.parent} and "
+                              f"{WEIGHTS_URL} cannot be reached; download {WEIGHTS_URL}{cached.name} into "
+                              f"{cached.parent}/, or set WEIGHTS = 'standin' or 'none'.")
     return choice
 
 
 def standin(name: str, image_size: int = STANDIN_SIZE) -> Path:
-    """Offline stand-in for ImageNet weights: the backbone trained briefly on a generated source
-    task (`samples.source_task`), made once per machine and size, BatchNorm statistics reset to
-    those of the source images (call it before seeding: it seeds itself)."""
+    """Offline stand-in for ImageNet weights (the smoke profile of 01-05, "Setup"): the backbone trained briefly
+    on a generated source task (`samples.source_task`), made once per machine and size, BatchNorm statistics
+    reset to those of the source images (call it before seeding: it seeds itself)."""
     from filelock import FileLock
     spec = backbones.get(name)
     folder = cache_dir() / "weights"
@@ -62,26 +61,19 @@ def standin(name: str, image_size: int = STANDIN_SIZE) -> Path:
     return path
 
 
-def _classifier(name: str, size: int) -> tuple[keras.Model, keras.Model]:
-    """(model, base): the backbone's preprocessing, the base, average pooling and 10 logits."""
-    spec = backbones.get(name)
-    base = spec.constructor()(include_top=False, weights=None, input_shape=(size, size, 3))
-    inputs = keras.Input((size, size, 3))
-    x = base(spec.preprocess_input()(inputs))
-    outputs = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x))
-    return keras.Model(inputs, outputs), base
-
-
 def _make_standin(name: str, path: Path, size: int, start: Path | None) -> None:
     keras.utils.set_random_seed(1234)
     x, y = samples.source_task(1000, size)
     x = x.astype("float32")
-    model, base = _classifier(name, size)
+    spec = backbones.get(name)  # the backbone's preprocessing, the base, average pooling and 10 logits
+    base = spec.constructor()(include_top=False, weights=None, input_shape=(size, size, 3))
+    inputs = keras.Input((size, size, 3))
+    features = base(spec.preprocess_input()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(features)))
     if start is not None:
         base.load_weights(start)
         reset_batchnorm_statistics(model, base, x[:256])
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=1234).batch(32)
     model.fit(ds, epochs=4 if start is None else 2, verbose=2 if progress.headless() else 1)
     reset_batchnorm_statistics(model, base, x[:256])
@@ -91,7 +83,7 @@ def _make_standin(name: str, path: Path, size: int, start: Path | None) -> None:
 
 
 def reset_batchnorm_statistics(model: keras.Model, base: keras.Model, images: np.ndarray) -> None:
-    """Set every BatchNorm's moving statistics to those of one batch (momentum 0, training mode)."""
+    """Set every BatchNorm's moving statistics to those of one batch, momentum 0 in training mode (`standin`)."""
     norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [layer.momentum for layer in norms]
     for layer in norms:
