@@ -3,16 +3,18 @@ page with the summary table; a failing notebook does not stop the others.
 
     python -m course.run --profile smoke                     # every notebook, then the report (make demo)
     python -m course.run --only 03 05 -p EPOCHS 2            # a subset, with parameters
+    python -m course.run --profile full --workers 4          # 4 units at once on Ray (one GPU each)
     python -m course.run --profile full --shard 2/4          # share 2 of 4 (a Slurm array task): no report
     python -m course.run --profile full --report-only        # notebooks 07 and 06 and the index, after the shares
 
-A unit is a notebook, or one configuration of notebook 04 when the rerun is split (--shard). Each
+A unit is a notebook, or one configuration of notebook 04 when the rerun is split (--shard, --workers). Each
 notebook receives only the -p parameters it defines; a name that none of them defines is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import os
 import string
@@ -36,6 +38,7 @@ class Outcome:
     ok: bool
     seconds: float
     error: str = ""
+    died: bool = False  # its kernel died (killed, out of memory), rather than a cell failing
 
 
 @dataclass(frozen=True)
@@ -113,16 +116,19 @@ def _kernel_manager_class():
 def execute(notebook: Path, output: Path, parameters: dict, progress: bool = True) -> Outcome:
     """Run one notebook with papermill; never raises for a failing notebook."""
     import papermill
-    started, error_text = time.perf_counter(), ""
+    from nbclient.exceptions import DeadKernelError
+    started, error_text, died = time.perf_counter(), "", False
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(notebook.parent),
                                    progress_bar=progress, kernel_name="python3", request_save_on_cell_execute=True,
                                    kernel_manager_class=_kernel_manager_class())
     except papermill.PapermillExecutionError as error:
         error_text = f"{error.ename}: {error.evalue}".strip()
+    except DeadKernelError as error:
+        error_text, died = f"the kernel died ({error})", True
     except Exception as error:  # noqa: BLE001 - a dead kernel or a bad file must not stop the rest
         error_text = f"{type(error).__name__}: {error}"
-    return Outcome(notebook.stem, not error_text, time.perf_counter() - started, error_text)
+    return Outcome(notebook.stem, not error_text, time.perf_counter() - started, error_text, died)
 
 
 def run_unit(unit: Unit, notebook: Path, folder: Path, parameters: dict, progress: bool, label: str) -> Outcome:
@@ -141,6 +147,11 @@ def run_unit(unit: Unit, notebook: Path, folder: Path, parameters: dict, progres
     print(f"{label} {unit.name}: {'ok' if outcome.ok else 'FAILED - ' + outcome.error} ({outcome.seconds:.0f} s)",
           flush=True)
     return outcome
+
+
+def run_planned(unit: Unit, paths: dict[str, Path], folder: Path, parameters: dict) -> Outcome:
+    """`run_unit` as a Ray worker calls it (`course.workers`): no progress bar, a label of its own."""
+    return run_unit(unit, paths[unit.notebook], folder, parameters, False, "[ray]")
 
 
 def _summary_html(profile: str, results_dir: Path) -> str:
@@ -203,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a parameter, for every notebook that defines it")
     parser.add_argument("--shard", metavar="K/N", help="run share K of N of the units (a Slurm array task); no report")
+    parser.add_argument("--workers", type=int, metavar="N", help="up to N units at once on Ray (one GPU each), "
+                        "longest first, each retried once if its kernel dies; then the report")
+    parser.add_argument("--address", help="with --workers: join this Ray cluster (e.g. HEAD:6379) instead of "
+                        "starting Ray here; every node must see the checkout, results and reports")
     parser.add_argument("--report-only", action="store_true", help="run notebooks 07 and 06 and write the index page")
     parser.add_argument("--reports", help="reports folder (default: reports/)")
     parser.add_argument("--check-only", action="store_true", help="full and laptop: print what is needed, and stop")
@@ -210,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
+    if args.workers is not None and args.workers < 1 or args.address and not args.workers:
+        parser.error("--workers needs a number of 1 or more (and --address needs --workers).")
+    if args.workers and (args.shard or args.report_only):
+        parser.error("--workers runs every unit and the report itself; leave out --shard and --report-only.")
     root = course_settings.project_root()
     notebooks = find_notebooks(root / "notebooks", args.only)
     if not notebooks:
@@ -225,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_only and args.profile == "smoke":
         print("The smoke profile needs nothing to be in place: it generates its data and stand-in weights.")
         return 0
-    reports = Path(args.reports) if args.reports else root / "reports"
+    reports = (Path(args.reports) if args.reports else root / "reports").resolve()
     folder = reports / args.profile
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["COURSE_HEADLESS"] = "1"  # the kernels show no progress bars
@@ -241,13 +260,20 @@ def main(argv: list[str] | None = None) -> int:
     paths = {p.stem: p for p in notebooks}
     share, shares = parse_share(args.shard) if args.shard else (1, 1)
     try:
-        plan = [] if args.report_only else units(list(paths), args.profile, parameters, split=shares > 1)
+        plan = [] if args.report_only else units(list(paths), args.profile, parameters,
+                                                 split=shares > 1 or bool(args.workers))
+        if args.workers:
+            from course import workers
+            outcomes = workers.run_all(
+                plan, functools.partial(run_planned, paths=paths, folder=folder, parameters=parameters),
+                args.workers, args.address, lambda unit, error: Outcome(unit.name, False, 0.0, error))
     except CourseError as error:
         print(error, file=sys.stderr)
         return 2
-    mine = [u for i, u in enumerate(plan) if i % shares == share - 1]
-    outcomes = [run_unit(u, paths[u.notebook], folder, parameters, not args.no_progress, f"[{i}/{len(mine)}]")
-                for i, u in enumerate(mine, 1)]
+    if not args.workers:
+        mine = [u for i, u in enumerate(plan) if i % shares == share - 1]
+        outcomes = [run_unit(u, paths[u.notebook], folder, parameters, not args.no_progress,
+                             f"[{i}/{len(mine)}]") for i, u in enumerate(mine, 1)]
     if shares == 1 or args.report_only:
         readers = [stem for stem in READS_RECORDS if stem in paths]
         for i, stem in enumerate(readers, 1):

@@ -2,9 +2,12 @@
 parameters it defines; a parameter no notebook defines is refused before anything runs; a share
 (--shard) runs its units and writes no report; --report-only runs 07 and 06 and writes the index."""
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import nbformat
 import pandas as pd
@@ -250,3 +253,64 @@ def test_two_shares_at_once_train_each_configuration_once_and_report_only_sums_t
     index = (folder / "index.html").read_text()
     assert all(f"{name}.html" in index for name in ran) and f"{SUMMARY}.html" in index
     assert len(pd.read_csv(tmp_path / "reports" / "results.csv")) == 4
+
+
+def test_workers_without_ray_say_how_to_get_it(course, executed, capsys, monkeypatch):
+    _notebook(course / "notebooks" / f"{CATS_DOGS}.ipynb", "x = 1")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert run.main(["--workers", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count(".") == err.count(".[") + 1 and "pip install -e .[cluster]" in err  # one sentence
+    assert executed == []
+
+
+def test_workers_refuse_to_be_combined_with_shares(course, executed, capsys):
+    _notebook(course / "notebooks" / f"{CATS_DOGS}.ipynb", "x = 1")
+    for arguments in (["--workers", "2", "--shard", "1/2"], ["--workers", "0"], ["--address", "head:6379"]):
+        with pytest.raises(SystemExit):
+            run.main(arguments)
+        assert "--workers" in capsys.readouterr().err
+    assert executed == []
+
+
+def test_workers_start_the_longest_units_first():
+    from course import workers
+    stems = [CATS_DOGS, UPSAMPLING, FLOWERS, "05_cifar10_resnet50_vs_mobilenet"]
+    plan = run.units(stems, "full", {"MODELS": '["mobilenet"]', "STRATEGIES": '["frozen", "all"]'}, split=True)
+    hours = {CATS_DOGS: 1.0, UPSAMPLING: 5.0, FLOWERS: 6.0, "05_cifar10_resnet50_vs_mobilenet": 2.5}
+    ordered = workers.longest_first(plan, hours.get)
+    # 04's six hours are shared by its two configurations: three hours each, after 03's five
+    assert [u.name for u in ordered] == [UPSAMPLING, f"{FLOWERS}__mobilenet-frozen", f"{FLOWERS}__mobilenet-all",
+                                         "05_cifar10_resnet50_vs_mobilenet", CATS_DOGS]
+
+
+@pytest.mark.notebook
+def test_two_ray_workers_retry_a_killed_kernel_and_record_each_configuration_once(tmp_path):
+    """Notebook 04 split into configurations on two local Ray workers; one kernel is killed after its
+    first backed-up epoch: Ray runs that unit again, it resumes, and every configuration is recorded once."""
+    results, strategies = tmp_path / "results", ["frozen", "layers:5", "blocks:2"]
+    command = [sys.executable, "-m", "course.run", "--profile", "smoke", "--only", "04", "--workers", "2",
+               "--no-progress", "--reports", str(tmp_path / "reports"), "-p", "RESULTS_DIR", str(results),
+               "-p", "MODELS", '["mobilenet"]', "-p", "STRATEGIES", str(strategies)]
+    runner = subprocess.Popen(command, env={**os.environ, "COURSE_ROOT": str(settings.project_root())},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed = None
+    while runner.poll() is None and killed is None:  # the first configuration with a backed-up epoch
+        for state in results.glob(f"{FLOWERS}/.work/*/until-*/state.json"):
+            claim = json.loads((state.parent.parent / "claim.json").read_text() or "{}")
+            os.kill(claim["pid"], getattr(signal, "SIGKILL", signal.SIGTERM))
+            killed = state.parent.parent.name
+            break
+        time.sleep(0.05)
+    output = runner.communicate(timeout=1500)[0]
+    assert runner.returncode == 0, output[-4000:]
+    assert killed is not None, "no configuration was caught training: " + output[-2000:]
+    assert "the kernel died" in output and "Ray runs it once more" in output
+    found, skipped = records.load_records(results)
+    assert not skipped and sorted(r["strategy"] for r in found) == sorted(strategies)  # each exactly once
+    for record in found:  # every epoch of both phases logged once, the killed configuration's included
+        epochs = [row["epoch"] for row in record["history"]["rows"]]
+        expected = 5 if record["strategy"] == "frozen" else 5 + 1  # smoke: 5 epochs, then 1 unfrozen
+        assert epochs == list(range(1, expected + 1)), (record["strategy"], epochs)
+    index = (tmp_path / "reports" / "smoke" / "index.html").read_text()
+    assert all(f"{FLOWERS}__mobilenet-{s.replace(':', '-')}.html" in index for s in strategies)
