@@ -17,6 +17,12 @@ from PIL import Image  # noqa: E402
 from helpers import settings  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    """The tests that execute notebooks first, so that pytest-xdist's workers share out the longest ones at
+    the start instead of one worker running the longest alone at the end (`make test` on two cores)."""
+    items.sort(key=lambda item: item.get_closest_marker("notebook") is None)  # a stable sort
+
+
 @pytest.fixture(autouse=True)
 def _no_local_tfds(tmp_path, monkeypatch):
     """Tests never read a developer's ~/tensorflow_datasets (cats vs dogs looks there first)."""
