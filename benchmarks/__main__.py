@@ -16,6 +16,9 @@ TARGET = 600  # make bench on two CPU cores: ten minutes
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in args or "--help" in args:
+        print(__doc__)
+        return 0
     names = [a for a in args if not a.startswith("-")] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
