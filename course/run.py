@@ -246,7 +246,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     reports = (Path(args.reports) if args.reports else root / "reports").resolve()
     folder = reports / args.profile
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        print(f"The reports folder {folder} cannot be written ({error.strerror}); choose another with "
+              "--reports FOLDER.", file=sys.stderr)
+        return 2
     os.environ["COURSE_HEADLESS"] = "1"  # the kernels show no progress bars
 
     if args.profile != "smoke" and not args.no_check and not args.report_only:

@@ -314,3 +314,14 @@ def test_two_ray_workers_retry_a_killed_kernel_and_record_each_configuration_onc
         assert epochs == list(range(1, expected + 1)), (record["strategy"], epochs)
     index = (tmp_path / "reports" / "smoke" / "index.html").read_text()
     assert all(f"{FLOWERS}__mobilenet-{s.replace(':', '-')}.html" in index for s in strategies)
+
+
+def test_a_reports_folder_that_cannot_be_written_is_refused_before_any_notebook_runs(course, executed, capsys,
+                                                                                   tmp_path):
+    _notebook(course / "notebooks" / f"{CATS_DOGS}.ipynb", "x = 1")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert run.main(["--reports", str(blocker / "reports"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count(". ") == 0 and err.endswith("--reports FOLDER.") and str(blocker) in err  # one sentence
+    assert executed == []
