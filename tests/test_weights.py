@@ -183,7 +183,7 @@ def test_standin_weights_are_made_once_and_loaded_by_the_keras_constructor(quick
     first = weights.for_model("mobilenet_v2", "standin", 64)
     again = weights.for_model("mobilenet_v2", "standin", 64)
     assert first == again and len(quick_standin) == 1
-    assert first == str(tmp_path / "cache" / "weights" / "mobilenet_v2-standin-v4.weights.h5")
+    assert first == str(tmp_path / "cache" / "weights" / "mobilenet_v2-standin-v3.weights.h5")
     base = keras.applications.MobileNetV2(include_top=False, weights=first, input_shape=(64, 64, 3))
     keras.utils.set_random_seed(1234)
     saved = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(64, 64, 3))
@@ -193,7 +193,7 @@ def test_standin_weights_are_made_once_and_loaded_by_the_keras_constructor(quick
 def test_standin_weights_at_another_size_start_from_the_64_pixel_ones(quick_standin, tmp_path):
     path = weights.standin("mobilenet_v2", 32)
     folder = tmp_path / "cache" / "weights"
-    assert path == folder / "mobilenet_v2-standin-v4-32px.weights.h5" and path.exists()
+    assert path == folder / "mobilenet_v2-standin-v3-32px.weights.h5" and path.exists()
     assert [(size, start) for _, _, size, start in quick_standin] == [
-        (64, None), (32, folder / "mobilenet_v2-standin-v4.weights.h5")]
+        (64, None), (32, folder / "mobilenet_v2-standin-v3.weights.h5")]
     assert weights.standin("mobilenet_v2", 32) == path and len(quick_standin) == 2
