@@ -16,7 +16,7 @@ help:
 	@echo "make test          unit tests, then every notebook under nbval (smoke profile)"
 	@echo "make laptop        every notebook on the laptop profile (real data, sized for a CPU)"
 	@echo "make reproduce     check what the full profile needs, then run it (GPU and real data)"
-	@echo "make check         only print what the full profile needs and whether it is here"
+	@echo "make check         only print what the full and laptop profiles need, with times for this machine"
 	@echo "make test-oldest   the unit tests on the oldest TensorFlow/Keras the package supports"
 	@echo "make bench         speed measurements -> reports/bench/*.json"
 	@echo "make bench-laptop  each notebook's laptop profile timed on generated real-size data"
@@ -40,7 +40,7 @@ laptop: $(STAMP)
 test: test-unit test-notebooks
 
 test-unit: $(STAMP)
-	COURSE_OFFLINE=1 $(PY) -m pytest -n $(JOBS) --dist load tests
+	COURSE_OFFLINE=1 $(PY) -m pytest -n $(JOBS) --dist worksteal tests
 
 # 01-05 train and record; then 07 converts their light models and 06 sums everything up
 test-notebooks: $(STAMP)
@@ -55,8 +55,10 @@ test-oldest:
 reproduce: $(STAMP)
 	$(PY) -m course.run --profile full
 
+# both checklists; the exit status says whether the full profile has what it needs
 check: $(STAMP)
-	$(PY) -m course.run --profile full --check-only
+	$(PY) -m course.run --profile full --check-only; full=$$?; \
+	$(PY) -m course.run --profile laptop --check-only && exit $$full
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -18,8 +18,8 @@ from helpers import settings  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests that execute notebooks first, so that pytest-xdist's workers share out the longest ones at
-    the start instead of one worker running the longest alone at the end (`make test` on two cores)."""
+    """The tests that execute notebooks first: with `--dist worksteal` the two workers of `make test` share
+    out the longest ones at the start, and an idle worker takes queued tests from the busy one."""
     items.sort(key=lambda item: item.get_closest_marker("notebook") is None)  # a stable sort
 
 
