@@ -83,6 +83,10 @@ class Logbook:
         up with the model, so that a resumed run continues exactly as an uninterrupted one."""
         if not self.finished and not self.scratch:
             self._claim()
+            if not self.settings.redo and records.existing_record(self.path, self.key) and self.model_path.exists():
+                (self.workdir / "claim.json").unlink(missing_ok=True)  # recorded meanwhile by another run
+                raise CourseError(f"{self.title} was recorded by another run into {self.settings.results_dir} "
+                                  "since this notebook looked; run this notebook again to reuse that record.")
         return [keras.callbacks.TerminateOnNaN(), pipelines.EpochOrder(), _Bookkeeping(self, stateful)]
 
     def _claim(self) -> None:

@@ -256,6 +256,23 @@ def test_a_live_run_elsewhere_keeps_its_configuration_and_a_dead_ones_claim_is_t
     assert json.loads(claim.read_text())["pid"] == os.getpid()
 
 
+def test_a_configuration_recorded_by_another_run_after_this_one_looked_is_not_trained_again(tmp_path):
+    config = settings.resolve("01_cats_vs_dogs_feature_extraction", profile="smoke", results_dir=tmp_path)
+    log = logbook.Logbook(config, "mobilenet_v2", "frozen")
+    assert not log.finished
+    # meanwhile another run finishes the same configuration with the same settings
+    log.path.parent.mkdir(parents=True, exist_ok=True)
+    records.write_record(records.new_record(config, "mobilenet_v2", "frozen", settings_key=log.key, test_accuracy=0.9),
+                         log.path)
+    log.model_path.write_bytes(b"a model")
+    with pytest.raises(CourseError) as error:
+        log.callbacks()
+    message = str(error.value)
+    assert "recorded by another run" in message and "run this notebook again" in message and message.count(". ") == 0
+    assert not (log.workdir / "claim.json").exists()
+    assert logbook.Logbook(config, "mobilenet_v2", "frozen").finished  # the next look reuses it
+
+
 def test_temporary_files_have_names_of_their_own(tmp_path):
     target = tmp_path / "backup.weights.h5"
     names = {logbook.unique(target).name for _ in range(50)}
