@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from helpers import records
 from helpers import settings as course_settings
 from helpers.errors import CourseError
 
@@ -246,14 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     reports = (Path(args.reports) if args.reports else root / "reports").resolve()
     folder = reports / args.profile
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        print(f"The reports folder {folder} cannot be written ({error.strerror}); choose another with "
-              "--reports FOLDER.", file=sys.stderr)
+    reason = records.cannot_write(folder)
+    if reason:
+        print(f"The reports folder {folder} cannot be written ({reason}); choose another with --reports FOLDER.",
+              file=sys.stderr)
         return 2
     os.environ["COURSE_HEADLESS"] = "1"  # the kernels show no progress bars
 

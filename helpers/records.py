@@ -51,6 +51,19 @@ def unique(path: Path) -> Path:
     return path.with_name(f".{stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{suffixes}")
 
 
+def cannot_write(folder: Path) -> str | None:
+    """Why `folder` cannot be written (made if missing, probed with a file of its own), or None: checked
+    before any work by every notebook's "Setup" (`setup.start`) and by the runner for its reports."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = unique(folder / "write-test")
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
 def record_path(settings: Settings, model: str, strategy: str, variant: str | None = None) -> Path:
     """Where one configuration's (and `variant`'s, e.g. "equal-epochs") record lives (notebook 04, "Checks")."""
     suffix = f"__{variant}" if variant else ""

@@ -7,9 +7,9 @@ import ast
 import inspect
 import platform
 import sys
-import uuid
 import warnings
 
+from helpers import records
 from helpers.errors import CourseError, SettingsError
 from helpers.progress import quiet_stderr
 from helpers.settings import Settings, resolve
@@ -87,15 +87,10 @@ def start(notebook: str, namespace: dict) -> Settings:
     given = {name.lower(): value for name, value in parameters(namespace).items()
              if name.lower() in SETTINGS}
     settings = resolve(notebook, **given)
-    folder = settings.record_dir
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise SettingsError(f"The results folder {folder} cannot be written ({error.strerror or error}); "
-                            "set RESULTS_DIR to a folder you can write to.") from None
+    reason = records.cannot_write(settings.record_dir)
+    if reason:
+        raise SettingsError(f"The results folder {settings.record_dir} cannot be written ({reason}); "
+                            "set RESULTS_DIR to a folder you can write to.")
     import keras
     import tensorflow as tf
 
