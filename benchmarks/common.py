@@ -26,7 +26,7 @@ with quiet_stderr():  # TensorFlow's start-up lines
 
 from helpers import backbones, pipelines, samples, setup  # noqa: E402
 from helpers.layers import InferenceMode  # noqa: E402
-from helpers.records import git_commit  # noqa: E402
+from helpers.records import git_commit, unique  # noqa: E402
 from helpers.settings import project_root  # noqa: E402
 
 REPORTS = project_root() / "reports" / "bench"
@@ -165,7 +165,7 @@ class Part:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         REPORTS.mkdir(parents=True, exist_ok=True)
         path = REPORTS / f"{self.name}.json"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = unique(path)
         tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
         os.replace(tmp, path)
         state = f"{'within' if seconds <= self.budget else 'OVER'} its budget of {self.budget:.0f} s"

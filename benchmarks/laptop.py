@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +46,7 @@ from benchmarks import calibration
 from course.run import execute, find_notebooks, parameters_of, parse_value
 from helpers import settings as course_settings
 from helpers.errors import CourseError
-from helpers.records import git_commit
+from helpers.records import git_commit, unique
 from helpers.sources import ANIMAL_CLASSES, CATS_DOGS_CLASSES, CIFAR10_CLASSES, FLOWER_CLASSES
 
 BUDGET_MINUTES = 15
@@ -150,7 +151,7 @@ def ensure_data(datasets: list[str], root: Path) -> dict[str, dict]:
         if not (marker.exists() and json.loads(marker.read_text()).get("version") == DATA_VERSION):
             print(f"  {dataset}: generating into {target} ...", flush=True)
             shutil.rmtree(target, ignore_errors=True)
-            tmp = root / f".{dataset}.tmp{os.getpid()}"
+            tmp = root / f".{dataset}.{uuid.uuid4().hex}"
             shutil.rmtree(tmp, ignore_errors=True)
             images = _generate(dataset, tmp, os.cpu_count() or 1)
             (tmp / ".complete").write_text(json.dumps({"version": DATA_VERSION, "images": images,
@@ -251,7 +252,7 @@ def write_report(name: str, payload: dict, entries: list[dict]) -> tuple[Path, l
                    + entries,
                    key=lambda e: e["notebook"])
     payload = {**payload, "notebooks": every, "all_within_15_minutes": all(e["within_15_minutes"] for e in every)}
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp = unique(path)
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     os.replace(tmp, path)
     return path, every

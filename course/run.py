@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import functools
 import html
+import json
 import os
+import socket
 import string
 import sys
 import tempfile
@@ -93,10 +95,34 @@ def render_html(notebook: Path) -> Path:
     """The executed notebook as a standalone HTML page beside it."""
     import nbformat
     from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(notebook, as_version=4))
+    node = nbformat.read(notebook, as_version=4)
+    for cell in node.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                output["text"] = settle(output["text"])
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
     target = notebook.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
+    tmp = records.unique(target)
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, target)
     return target
+
+
+def settle(text: str) -> str:
+    """Stream text as Jupyter shows it: a backspace erases the character before it, a carriage return
+    the line so far (Keras's progress bars redraw themselves so; the report page shows their end)."""
+    lines = []
+    for line in text.split("\n"):
+        shown: list[str] = []
+        for char in line:
+            if char == "\b":
+                shown = shown[:-1]
+            elif char == "\r":
+                shown = []
+            else:
+                shown.append(char)
+        lines.append("".join(shown))
+    return "\n".join(lines)
 
 
 def _kernel_manager_class():
@@ -119,8 +145,9 @@ def execute(notebook: Path, output: Path, parameters: dict, progress: bool = Tru
     import papermill
     from nbclient.exceptions import DeadKernelError
     started, error_text, died = time.perf_counter(), "", False
+    partial = records.unique(output)  # this run's own file until it ends: two runs never write one report
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(notebook.parent),
+        papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, cwd=str(notebook.parent),
                                    progress_bar=progress, kernel_name="python3", request_save_on_cell_execute=True,
                                    kernel_manager_class=_kernel_manager_class())
     except papermill.PapermillExecutionError as error:
@@ -129,6 +156,9 @@ def execute(notebook: Path, output: Path, parameters: dict, progress: bool = Tru
         error_text, died = f"the kernel died ({error})", True
     except Exception as error:  # noqa: BLE001 - a dead kernel or a bad file must not stop the rest
         error_text = f"{type(error).__name__}: {error}"
+    finally:
+        if partial.exists():
+            os.replace(partial, output)
     return Outcome(notebook.stem, not error_text, time.perf_counter() - started, error_text, died)
 
 
@@ -140,6 +170,8 @@ def run_unit(unit: Unit, notebook: Path, folder: Path, parameters: dict, progres
     outcome = execute(notebook, output, {k: v for k, v in {**parameters, **unit.parameters}.items() if k in defined},
                       progress=progress)
     outcome = replace(outcome, notebook=unit.name)
+    if outcome.died:
+        release_dead_claims(results_dir_of(parameters))
     if output.exists():
         try:
             render_html(output)
@@ -148,6 +180,29 @@ def run_unit(unit: Unit, notebook: Path, folder: Path, parameters: dict, progres
     print(f"{label} {unit.name}: {'ok' if outcome.ok else 'FAILED - ' + outcome.error} ({outcome.seconds:.0f} s)",
           flush=True)
     return outcome
+
+
+def release_dead_claims(results_dir: Path) -> int:
+    """Remove the claims on configurations (each `.work/<configuration>/claim.json` a notebook's logbook
+    takes) held by processes of this machine that are gone, such as a kernel that died: Ray's retry of
+    the unit, on this node or another, then resumes at once instead of waiting for the claim to go stale."""
+    from helpers.logbook import process_alive
+    released = 0
+    for claim in Path(results_dir).glob("**/.work/*/claim.json"):
+        try:
+            owner = json.loads(claim.read_text())
+        except (OSError, ValueError):
+            continue  # being written, or already gone
+        if owner.get("host") == socket.gethostname() and not process_alive(owner.get("pid")):
+            claim.unlink(missing_ok=True)
+            released += 1
+    return released
+
+
+def results_dir_of(parameters: dict) -> Path:
+    """Where the notebooks write their records, as they resolve it (the index page; dead claims)."""
+    return Path(parameters.get("RESULTS_DIR") or os.environ.get("NB_RESULTS_DIR")
+                or course_settings.project_root() / "results")
 
 
 def run_planned(unit: Unit, paths: dict[str, Path], folder: Path, parameters: dict) -> Outcome:
@@ -285,8 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             extra = {"REPORTS_DIR": str(reports)} if stem == course_settings.SUMMARY_NOTEBOOK else {}
             outcomes.append(run_unit(Unit(stem, stem, {}), paths[stem], folder, {**parameters, **extra},
                                      not args.no_progress, f"[report {i}/{len(readers)}]"))
-        results_dir = Path(parameters.get("RESULTS_DIR") or os.environ.get("NB_RESULTS_DIR") or root / "results")
-        print(f"\nReport: {write_index(folder, args.profile, outcomes, results_dir)}")
+        print(f"\nReport: {write_index(folder, args.profile, outcomes, results_dir_of(parameters))}")
     else:
         print(f"\nShare {share}/{shares} done; when every share has finished, write the report with "
               f"`python -m course.run --profile {args.profile} --report-only`.")

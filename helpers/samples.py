@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def sample_folder(name: str, class_names: Sequence[str], per_class: dict[str, in
     root = cache_dir() / "samples" / key
     if (root / ".complete").exists():
         return root
-    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+    tmp = root.with_name(f".{root.name}.{uuid.uuid4().hex}")  # this process's own
     shutil.rmtree(tmp, ignore_errors=True)
     rng = np.random.default_rng(seed)
     for sub_index, (sub, count) in enumerate(per_class.items()):

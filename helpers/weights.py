@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from helpers import backbones, progress, samples
 from helpers.errors import CourseError
+from helpers.records import unique
 from helpers.settings import cache_dir, keras_home
 from helpers.sources import can_download
 
@@ -77,7 +78,7 @@ def _make_standin(name: str, path: Path, size: int, start: Path | None) -> None:
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=1234).batch(32)
     model.fit(ds, epochs=4 if start is None else 2, verbose=2 if progress.headless() else 1)
     reset_batchnorm_statistics(model, base, x[:256])
-    tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
+    tmp = unique(path)
     base.save_weights(tmp)
     os.replace(tmp, path)
 

@@ -5,11 +5,13 @@ float32 copy of a mixed-precision model, and the converted models' records."""
 import tempfile
 
 import keras
+import nbformat
 import numpy as np
+import papermill
 import pytest
 import tensorflow as tf
 
-from helpers import datasets, evaluate, lite, pipelines, records
+from helpers import datasets, evaluate, lite, pipelines, records, settings
 from helpers.records import ARTICLES
 
 CATS_DOGS = "01_cats_vs_dogs_feature_extraction"
@@ -170,6 +172,24 @@ def test_a_model_file_named_but_absent_is_a_problem_until_it_is_there(make_setti
     path.with_suffix(".keras").write_bytes(b"")
     source = next(s for s in lite.light_models(make_settings(DEVICE)) if s.notebook == CIFAR)
     assert source.problem is None and source.model_path == path.with_suffix(".keras")
+
+
+@pytest.mark.notebook
+def test_notebook_07_names_a_saved_model_that_cannot_be_loaded_and_goes_on(make_settings, tmp_path):
+    path = _source_record(make_settings, CATS_DOGS, "mobilenet_v2", model_file="mobilenet_v2__frozen.keras")
+    model_file = path.with_suffix(".keras")
+    small_model().save(model_file)
+    model_file.write_bytes(model_file.read_bytes()[:500])  # a copy cut short
+    output = tmp_path / f"{DEVICE}.ipynb"
+    papermill.execute_notebook(str(settings.project_root() / "notebooks" / f"{DEVICE}.ipynb"), str(output),
+                               parameters={"PROFILE": "smoke", "RESULTS_DIR": str(make_settings(DEVICE).results_dir)},
+                               cwd=str(settings.project_root() / "notebooks"), progress_bar=False,
+                               kernel_name="python3")
+    printed = "".join(o.get("text", "") for c in nbformat.read(output, 4).cells for o in c.get("outputs", []))
+    assert ("MobileNetV2 from notebook 01" in printed
+            and "skipped, mobilenet_v2__frozen.keras cannot be loaded (" in printed
+            and "rerun notebook 01, which trains it again" in printed)
+    assert "0 converted models measured" in printed  # the notebook went on to its end without it
 
 
 def test_a_converted_model_gets_a_complete_record(make_settings, tflite):

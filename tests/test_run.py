@@ -87,6 +87,7 @@ def test_a_failing_notebook_is_reported_and_the_others_still_run(course, capsys)
     assert f"{CATS_DOGS}.html" in index
     assert "failed: ValueError: this notebook is broken on purpose" in index
     assert "99_not_part" not in index and not (folder / "99_not_part_of_the_course.ipynb").exists()
+    assert not list(folder.glob(".*"))  # each run wrote its own file, then moved it into place
 
 
 def test_a_misspelled_parameter_is_refused_before_any_notebook_runs(course, capsys):
@@ -325,3 +326,37 @@ def test_a_reports_folder_that_cannot_be_written_is_refused_before_any_notebook_
     err = capsys.readouterr().err.strip()
     assert err.count(". ") == 0 and err.endswith("--reports FOLDER.") and str(blocker) in err  # one sentence
     assert executed == []
+
+
+def test_progress_bars_in_a_report_page_show_their_last_state():
+    bar = "1/3 [=>....] - loss: 0.9" + "\b" * 24 + "\r3/3 [=====] - loss: 0.5\nEpoch 2/2\n1/3\r3/3 done"
+    assert run.settle(bar) == "3/3 [=====] - loss: 0.5\nEpoch 2/2\n3/3 done"
+    assert run.settle("abc\b\bX") == "aX"  # a backspace erases, as JupyterLab draws it
+
+
+def test_a_report_page_has_no_backspace_characters(tmp_path):
+    path = tmp_path / "page.ipynb"
+    nb = new_notebook()
+    cell = new_code_cell("fit()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1/2 [==>]" + "\b" * 9 + "2/2 [====] ok\n")]
+    nb.cells = [cell]
+    nbformat.write(nb, path)
+    page = run.render_html(path).read_text()
+    assert "\x08" not in page and "2/2 [====] ok" in page and "1/2" not in page
+    assert "\\b" in path.read_text()  # the .ipynb keeps the stream as it was written (Jupyter draws it)
+
+
+def test_claims_of_dead_processes_on_this_machine_are_released_and_others_kept(tmp_path):
+    import socket
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    claims = {}
+    for name, owner in {"dead": {"host": socket.gethostname(), "pid": gone.pid},
+                        "alive": {"host": socket.gethostname(), "pid": os.getpid()},
+                        "elsewhere": {"host": "another-node", "pid": gone.pid}}.items():
+        claims[name] = tmp_path / FLOWERS / ".work" / name / "claim.json"
+        claims[name].parent.mkdir(parents=True)
+        claims[name].write_text(json.dumps(owner))
+    assert run.release_dead_claims(tmp_path) == 1
+    assert [n for n, c in claims.items() if c.exists()] == ["alive", "elsewhere"]
