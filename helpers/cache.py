@@ -5,8 +5,7 @@ same outputs every epoch. `split` cuts them off; `outputs` runs them once over a
     train_cut = cache.outputs(frozen_part, flowers.train, BATCH_SIZE)
     trainable_part.fit(pipelines.batches(train_cut, BATCH_SIZE, shuffle_seed=SEED), ...)  # trains `model`
 
-Cutting a functional model at a layer has no public Keras API: `_producer` and `_nodes` read `KerasTensor.
-_keras_history` and `Layer._inbound_nodes`, and `_random` reads `_seed_generators` (tested on Keras 3.8, 3.15)."""
+Cutting a functional model at a layer has no public Keras API: the graph is read through `keras_private`."""
 
 from __future__ import annotations
 
@@ -21,22 +20,17 @@ import tensorflow as tf
 
 from helpers import pipelines, progress
 from helpers.errors import CannotSplit
+from helpers.keras_private import producer, seed_generators
 from helpers.layers import InferenceMode
 from helpers.settings import cache_dir
 
 MEMORY_BUDGET = 2 * 2**30  # bytes of cached outputs kept in memory; more go to disk
 
 
-def _producer(tensor):
-    """The graph node (one call of a layer) that made a symbolic tensor."""
-    layer, index, _ = tensor._keras_history
-    return layer._inbound_nodes[index]
-
-
 def _nodes(outputs: list, stop: list = ()) -> list:
     """The nodes that compute `outputs`, each after those it reads from, none behind `stop`."""
     stop_ids, order, seen = {id(t) for t in stop}, [], set()
-    pending = [(_producer(t), False) for t in reversed(outputs) if id(t) not in stop_ids]
+    pending = [(producer(t), False) for t in reversed(outputs) if id(t) not in stop_ids]
     while pending:
         node, ready = pending.pop()
         if ready:
@@ -46,7 +40,7 @@ def _nodes(outputs: list, stop: list = ()) -> list:
             continue
         seen.add(id(node))
         pending.append((node, True))
-        pending += [(_producer(t), False) for t in reversed(node.input_tensors) if id(t) not in stop_ids]
+        pending += [(producer(t), False) for t in reversed(node.input_tensors) if id(t) not in stop_ids]
     return order
 
 
@@ -56,8 +50,7 @@ def _trains(layer) -> bool:
 
 def _random(layer) -> bool:
     """Whether a layer (or one inside) draws random numbers when training (augmentation, dropout)."""
-    inner_layers = layer._flatten_layers() if isinstance(layer, keras.layers.Layer) else []
-    return any(getattr(inner, "_seed_generators", None) for inner in inner_layers)
+    return bool(seed_generators(layer))
 
 
 def _is_input(node) -> bool:
@@ -131,7 +124,7 @@ def split(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 
 def _inputs_like(tensors: list) -> list:
     """New inputs of the same shapes and precision, named after the layers that made them."""
-    return [keras.Input(t.shape[1:], dtype=t.dtype, name=_producer(t).operation.name) for t in tensors]
+    return [keras.Input(t.shape[1:], dtype=t.dtype, name=producer(t).operation.name) for t in tensors]
 
 
 def _computed(model: keras.Model, examples: tf.data.Dataset, batch_size: int, what: str):

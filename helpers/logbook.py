@@ -7,12 +7,12 @@ exists is restored, not trained again), then `finish` writes its record:
     history = model.fit(train_ds, ..., callbacks=log.callbacks())
     record = log.finish(model, cats_dogs, model.predict(test_ds))
 
-Keras has no public way to continue `fit` at a later epoch or to read a layer's random state:
-`Model._initial_epoch` (as `keras.callbacks.BackupAndRestore` sets it) and `_seed_generators` are
-used below, tested on Keras 3.8 and 3.15."""
+Keras has no public way to continue `fit` at a later epoch or to read a layer's random state: both go
+through `keras_private`."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -29,6 +29,7 @@ import numpy as np
 from helpers import backbones, evaluate, layers, pipelines, records  # noqa: F401  (layers registers InferenceMode)
 from helpers.datasets import ImageData
 from helpers.errors import CourseError, TrainingDiverged
+from helpers.keras_private import seed_generators, start_fit_at
 from helpers.records import unique
 from helpers.settings import Settings
 
@@ -40,6 +41,15 @@ def settings_key(settings: Settings) -> str:
     text = repr((settings.profile, settings.image_size, settings.batch_size, settings.seed, settings.limit,
                  settings.weights, sorted(settings.epochs.items()), settings.fine_tune_epochs, str(settings.data_dir)))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def process_alive(pid) -> bool:
+    """Whether a process of this machine with this id exists (a claim's owner; `course.run` after a dead kernel)."""
+    try:
+        os.kill(int(pid or 0), 0)  # signal 0 only asks whether it exists
+        return bool(pid)
+    except (OSError, ValueError):
+        return False
 
 
 def device_name() -> str:
@@ -106,11 +116,7 @@ class Logbook:
                 return  # ours already (a cell run again)
             alive = age < STALE_SECONDS  # on another machine: alive while it renews its claim
             if owner.get("host") == me["host"]:
-                try:
-                    os.kill(int(owner.get("pid", 0)), 0)  # signal 0 only asks whether it exists
-                    alive = True
-                except (OSError, ValueError):
-                    alive = False
+                alive = process_alive(owner.get("pid"))
             if alive:
                 raise CourseError(f"{self.title} is being trained right now by another run (process "
                                   f"{owner.get('pid')} on {owner.get('host')}) into {self.settings.results_dir}; "
@@ -126,11 +132,6 @@ class Logbook:
         found = [json.loads(p.read_text()) for p in self.workdir.glob("until-*/state.json")]
         earlier = [] if self.first_phase is None else self.first_phase.phases()[:1]
         return earlier + sorted(found, key=lambda p: p["epochs_until"])
-
-    @property
-    def history(self) -> list[dict]:
-        """Every logged epoch of every phase, 1-based, tagged with its phase (the learning curves of 02-05)."""
-        return [row for phase in self.phases() for row in phase["rows"]]
 
     def finish(self, model: keras.Model, data: ImageData, test_logits: np.ndarray | None = None,
                model_file: Path | None = None) -> dict:
@@ -204,14 +205,14 @@ class _Bookkeeping(keras.callbacks.Callback):
 
     def _seeds(self) -> list:
         """The random state of Dropout and augmentation layers (not in the weights file)."""
-        return [g.state for layer in self.model._flatten_layers() for g in getattr(layer, "_seed_generators", [])]
+        return [generator.state for generator in seed_generators(self.model)]
 
     def on_train_begin(self, logs=None):
         until = self.params.get("epochs") or 0
         self.folder, self.started, self.touched = self.log.workdir / f"until-{until}", time.perf_counter(), time.time()
-        self.model._initial_epoch = None  # what an earlier fit's restore set
-        if self.log.finished:  # restore the trained model, run no epoch
-            saved = keras.saving.load_model(self.log.model_path, compile=False)
+        start_fit_at(self.model, None)  # what an earlier fit's restore set
+        saved = self._saved_model() if self.log.finished else None
+        if saved is not None:  # restore the trained model, run no epoch
             if [w.shape for w in saved.weights] == [w.shape for w in self.model.weights]:
                 self.model.set_weights(saved.get_weights())
             else:  # a part of the saved model (a head on features, notebook 04's trainable part)
@@ -219,7 +220,7 @@ class _Bookkeeping(keras.callbacks.Callback):
                 for weight in self.model.weights:
                     weight.assign(stored[weight.path])
             self.state = next((p for p in self.log.phases() if p["epochs_until"] == until), {"rows": []})
-            self.model._initial_epoch = until
+            start_fit_at(self.model, until)
             return
         self.log.trained_now = True
         path = self.folder / "state.json"
@@ -238,6 +239,21 @@ class _Bookkeeping(keras.callbacks.Callback):
             "done": False}
         self.folder.mkdir(parents=True, exist_ok=True)
 
+    def _saved_model(self) -> keras.Model | None:
+        """The model saved beside the record; None (after saying so) when it cannot be loaded, which
+        makes this configuration train again, as when the file is missing."""
+        try:
+            return keras.saving.load_model(self.log.model_path, compile=False)
+        except Exception as error:  # noqa: BLE001 - a truncated or foreign file: train again, lose nothing
+            aside = self.log.model_path.with_name(self.log.model_path.name + ".broken")
+            with contextlib.suppress(OSError):  # another run may have moved it already
+                os.replace(self.log.model_path, aside)
+            print(f"{self.log.title}: its saved model {self.log.model_path.name} cannot be loaded "
+                  f"({type(error).__name__}); kept as {aside.name}, training it again.")
+            self.log.record = None
+            self.log._claim()
+            return None
+
     def _restore(self) -> None:
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
@@ -252,7 +268,7 @@ class _Bookkeeping(keras.callbacks.Callback):
                 callback.best_weights = [arrays[f"{k}_{i}"] for i in range(values["best_weights_count"])]
         self.state["resumed_epochs"] = len(self.state["rows"])
         # fit continues after the last backed-up epoch, or runs none when the phase had ended
-        self.model._initial_epoch = self.state["epochs_until"] if self.state["done"] else self.state["epoch"]
+        start_fit_at(self.model, self.state["epochs_until"] if self.state["done"] else self.state["epoch"])
         print(f"{self.log.title}: resumed after epoch {self.state['epoch']} from {self.folder}")
 
     def _backup(self) -> None:
@@ -291,7 +307,7 @@ class _Bookkeeping(keras.callbacks.Callback):
         self._backup()
 
     def on_train_end(self, logs=None):
-        self.model._initial_epoch = None
+        start_fit_at(self.model, None)
         if not self.log.finished:
             self.state["seconds"] += time.perf_counter() - self.started
             for callback in self.stateful:  # runs after them: the weights they restored

@@ -170,6 +170,23 @@ def test_helpers_modules_are_small_with_one_base_error_class():
     assert bases.pop("CourseError") == ["Exception"] and all("CourseError" in b for b in bases.values()), bases
 
 
+def test_private_keras_attributes_are_read_in_one_module_only():
+    """An attribute `x._name` that no course module defines is someone else's private one (Keras's):
+    only helpers/keras_private.py may touch those, so a Keras upgrade has one place to check."""
+    modules = [*HELPERS, *sorted((ROOT / "course").glob("*.py"))]
+    trees = {p: ast.parse(p.read_text()) for p in modules}
+    own = {n.name for t in trees.values() for n in ast.walk(t) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    own |= {n.attr for t in trees.values() for n in ast.walk(t)  # self._name = ...: the course's own
+            if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and ast.unparse(n.value) == "self"}
+    foreign = {(p.name, n.attr) for p, t in trees.items() for n in ast.walk(t)
+               if isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
+               and n.attr not in own and p.name != "keras_private.py"}
+    foreign |= {(p.name, n.value) for p, t in trees.items() for n in ast.walk(t) if p.name != "keras_private.py"
+                and isinstance(n, ast.Constant) and n.value in ("_seed_generators", "_keras_history", "_initial_epoch")}
+    # IPython's, in the custom-exception handler that shows a course error as one line (setup.start)
+    assert foreign == {("setup.py", "_showtraceback")}, sorted(foreign)
+
+
 def test_every_public_helper_says_where_the_course_uses_it():
     """Each module's docstring names the notebooks or the section that use it (d2l's habit)."""
     for path in HELPERS:

@@ -126,13 +126,29 @@ def test_a_recorded_configuration_is_restored_not_trained_and_redo_trains_it(tmp
     assert again.optimizer.iterations.numpy() == 0  # restored, never trained
     for a, b in zip(again.get_weights(), trained.get_weights()):
         np.testing.assert_array_equal(a, b)  # loaded from the saved model: the very numbers
-    assert log.history == first["history"]["rows"]
+    assert [row for phase in log.phases() for row in phase["rows"]] == first["history"]["rows"]
     assert not logbook.Logbook(settings.resolve("01_cats_vs_dogs_feature_extraction", **SMALL, results_dir=tmp_path,
                                                 redo=True), "resnet50", "layers:4").finished
     other = settings.resolve("01_cats_vs_dogs_feature_extraction", **{**SMALL, "epochs": 7}, results_dir=tmp_path)
     assert not logbook.Logbook(other, "resnet50", "layers:4").finished  # other settings: trained again
     log.model_path.unlink()
     assert not logbook.Logbook(config, "resnet50", "layers:4").finished  # nothing to restore from
+
+
+def test_a_recorded_configuration_whose_saved_model_cannot_be_loaded_is_trained_again(tmp_path, recipe, capsys):
+    _, run_recipe = recipe
+    config = settings.resolve("01_cats_vs_dogs_feature_extraction", **SMALL, results_dir=tmp_path)
+    _, _, first = run_recipe(config, fine_tune_epochs=1)
+    log = logbook.Logbook(config, "resnet50", "layers:4")
+    content = log.model_path.read_bytes()
+    log.model_path.write_bytes(content[: len(content) // 3])  # a copy cut short
+    log, model, second = run_recipe(config, fine_tune_epochs=1)
+    assert ("its saved model resnet50__layers-4.keras cannot be loaded (ValueError); kept as "
+            "resnet50__layers-4.keras.broken, training it again.") in capsys.readouterr().out
+    assert log.model_path.with_name(log.model_path.name + ".broken").read_bytes() == content[: len(content) // 3]
+    assert log.trained_now and model.optimizer.iterations.numpy() > 0  # trained, not restored
+    assert second["created_at"] >= first["created_at"] and second["history"] == first["history"]
+    assert keras.saving.load_model(log.model_path).count_params() == model.count_params()  # saved whole again
 
 
 def test_a_diverging_run_is_recorded_as_failed_and_the_next_goes_on(tmp_path, recipe, capsys):
