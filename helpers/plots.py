@@ -1,66 +1,16 @@
-"""Figures (plotnine and matplotlib), each returned for the notebook cell to show: the image grids
-and learning curves of notebooks 01-05, and the comparisons of 02, 04 and 06."""
+"""Figures (plotnine and matplotlib), each returned for the notebook cell to show: the image and
+prediction grids of notebooks 01-05, and the comparisons of 02, 04 and 06."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import plotnine as p9
 
-SPLIT_COLOURS = {"training": "#80797c", "validation": "#981220"}
 PALETTE = ["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d96a3", "#2e4057", "#a05195"]
-Rows = Sequence[Mapping]  # a history: one dict per epoch (epoch, phase, loss, val_loss, ...)
-
-
-def history_frame(histories: Mapping[str, Rows]) -> pd.DataFrame:
-    """Long format (run, epoch, phase, split, metric, value) of labelled histories (`training_curves`)."""
-    records = [{"run": label, "epoch": row["epoch"], "phase": row.get("phase"),
-                "split": "validation" if key.startswith("val_") else "training",
-                "metric": key.removeprefix("val_"), "value": value}
-               for label, rows in histories.items() for row in rows for key, value in row.items()
-               if key not in ("epoch", "phase", "learning_rate")]
-    return pd.DataFrame.from_records(records, columns=["run", "epoch", "phase", "split", "metric", "value"])
-
-
-def fine_tune_start(rows: Rows) -> int | None:
-    """The first epoch of a second phase (fine-tuning), or None (`training_curves`)."""
-    first = rows[0].get("phase") if rows else None
-    return next((row["epoch"] for row in rows if row.get("phase") != first), None)
-
-
-def training_curves(histories: Rows | Mapping[str, Rows], title: str = "Training curves"):
-    """Accuracy and loss per epoch of one or several runs, with where fine-tuning started: notebook 02,
-    "Learning curves"; 04, "Learning curves of the best configuration per model"; 05, "Both models on one figure"."""
-    labelled = histories if isinstance(histories, Mapping) else {"": histories}
-    frame = history_frame(labelled)
-    frame = frame[frame["metric"].isin(["accuracy", "loss"])]
-    several = frame["run"].nunique() > 1
-    if several:
-        mapping, colours = p9.aes("epoch", "value", color="run", linetype="split"), PALETTE
-    else:
-        mapping, colours = p9.aes("epoch", "value", color="split"), SPLIT_COLOURS
-    plot = (p9.ggplot(frame, mapping) + p9.geom_line(size=1) + p9.geom_point(size=1.2)
-            + p9.facet_wrap("~metric", scales="free_y") + p9.scale_color_manual(values=colours, name="")
-            + p9.labs(title=title, x="Epoch", y="") + p9.theme_minimal()
-            + p9.theme(legend_position="bottom", figure_size=(10, 4.4)))
-    bounds = pd.DataFrame({"epoch": [frame["epoch"].min()] * 2, "value": [0.0, 1.0], "metric": ["accuracy"] * 2})
-    plot += p9.geom_blank(bounds, p9.aes("epoch", "value"), inherit_aes=False)
-    if several:
-        plot += p9.scale_linetype_manual(values={"training": "solid", "validation": "dashed"}, name="")
-    starts = sorted({s - 0.5 for s in map(fine_tune_start, labelled.values()) if s})
-    if starts:
-        marks = pd.DataFrame([{"epoch": x, "metric": m} for x in starts for m in ("accuracy", "loss")])
-        plot += p9.geom_vline(marks, p9.aes(xintercept="epoch"), linetype="dotted", color="#444444")
-        text = marks[marks["metric"] == "accuracy"].assign(value=0.02, label=" fine-tuning starts")
-        plot += p9.geom_text(text, p9.aes("epoch", "value", label="label"), inherit_aes=False,
-                             size=8, ha="left", va="bottom", color="#444444")
-    epochs = int(frame["epoch"].max()) if len(frame) else 1
-    if epochs <= 30:
-        plot += p9.scale_x_continuous(breaks=list(range(1, epochs + 1, max(1, epochs // 10))))
-    return plot
 
 
 def image_grid(images: np.ndarray, titles: Sequence[str], columns: int = 5,
@@ -84,8 +34,9 @@ def image_grid(images: np.ndarray, titles: Sequence[str], columns: int = 5,
 
 def prediction_grid(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
                     class_names: Sequence[str], columns: int = 5, title: str = ""):
-    """Predictions over test images, green when right, red (with the truth) when wrong: notebook 01,
-    "Step 5: evaluate and predict on the test set"; notebook 02, "The images they get wrong"."""
+    """Predictions over test images, green when right, red (with the truth) when wrong: 01, "Step 5:
+    evaluate and predict on the test set"; 02, "The images they get wrong"; 03, "Evaluate and predict";
+    04, "One configuration, the plain way"; 05, "Where the errors are"."""
     titles = [class_names[guess] if truth == guess else f"{class_names[guess]}\n(true: {class_names[truth]})"
               for truth, guess in zip(y_true, y_pred)]
     colours = ["#1a7f37" if truth == guess else "#cf222e" for truth, guess in zip(y_true, y_pred)]

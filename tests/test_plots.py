@@ -1,10 +1,9 @@
-"""Plots: the accuracy-latency trade-off marks and labels its Pareto front; learning curves read
-histories in long format and mark where fine-tuning starts; image grids title each image."""
+"""Plots: the accuracy-latency trade-off marks and labels its Pareto front; image grids title each image."""
 
 import matplotlib
 import numpy as np
 import pandas as pd
-from plotnine.geoms import geom_text, geom_vline
+from plotnine.geoms import geom_text
 
 from helpers import plots
 
@@ -42,42 +41,6 @@ def test_panels_get_their_own_front_and_no_labels():
     step = plot.layers[0].geom.data  # the dashed front, per panel
     assert sorted(step["title"]) == ["fast", "other task", "slow but best"]
     plot.draw()  # renders
-
-
-HISTORY = [
-    {"epoch": 1, "phase": "frozen", "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4,
-     "learning_rate": 1e-3},
-    {"epoch": 2, "phase": "frozen", "loss": 0.8, "accuracy": 0.6, "val_loss": 0.9, "val_accuracy": 0.5,
-     "learning_rate": 1e-3},
-    {"epoch": 3, "phase": "fine-tune", "loss": 0.5, "accuracy": 0.8, "val_loss": 0.7, "val_accuracy": 0.7,
-     "learning_rate": 1e-5},
-]
-
-
-def test_history_frame_is_long_with_a_split_per_metric():
-    frame = plots.history_frame({"resnet50": HISTORY})
-    assert list(frame.columns) == ["run", "epoch", "phase", "split", "metric", "value"]
-    assert len(frame) == 3 * 4  # learning_rate is no metric
-    row = frame[(frame["epoch"] == 3) & (frame["metric"] == "accuracy") & (frame["split"] == "validation")]
-    assert row["value"].tolist() == [0.7] and row["phase"].tolist() == ["fine-tune"]
-    assert set(frame["metric"]) == {"loss", "accuracy"} and set(frame["run"]) == {"resnet50"}
-    assert plots.history_frame({}).empty
-
-
-def test_fine_tune_start_is_the_first_epoch_of_a_second_phase():
-    assert plots.fine_tune_start(HISTORY) == 3
-    assert plots.fine_tune_start(HISTORY[:2]) is None
-    assert plots.fine_tune_start([]) is None
-
-
-def test_training_curves_mark_where_fine_tuning_starts():
-    plot = plots.training_curves(HISTORY)
-    marks = [layer for layer in plot.layers if isinstance(layer.geom, geom_vline)]
-    assert len(marks) == 1 and set(marks[0].geom.data["epoch"]) == {2.5}
-    plot.draw()
-    frozen = plots.training_curves({"a": HISTORY[:2], "b": HISTORY[:2]})
-    assert not [layer for layer in frozen.layers if isinstance(layer.geom, geom_vline)]
-    frozen.draw()
 
 
 def test_prediction_grid_titles_mistakes_with_the_truth_in_red():
