@@ -52,6 +52,13 @@ def process_alive(pid) -> bool:
         return False
 
 
+def timing_effort(train_seconds: float) -> float:
+    """The share of the full speed measurement (1.5 s of batch-1 calls, 2 s of batches) a record gets:
+    all of it from ten minutes of training on, less for shorter runs, at least a few calls: timing a
+    smoke or dry run that trained for seconds would cost more than the run (`Logbook.finish`)."""
+    return min(1.0, max(0.05, train_seconds / 600))
+
+
 def device_name() -> str:
     """The accelerator, or the CPU: every record's `device` (notebooks 01-05, and 07's "The table")."""
     import tensorflow as tf
@@ -164,14 +171,16 @@ class Logbook:
         final = next((r for r in rows if r["epoch"] == kept), rows[-1] if rows else {})
         test = (evaluate.predict(model, data.test, self.settings.batch_size) if test_logits is None
                 else evaluate.Predictions(data.labels["test"], np.asarray(test_logits, np.float32)))
-        batch = 32 if device_name().startswith("CPU") else 128
+        batch, seconds = (32 if device_name().startswith("CPU") else 128), sum(p["seconds"] for p in phases)
+        effort = timing_effort(seconds)
         record.update(
             train_accuracy=final.get("accuracy"), train_loss=final.get("loss"), val_accuracy=final.get("val_accuracy"),
             val_loss=final.get("val_loss"), test_accuracy=test.accuracy, test_loss=test.loss,
             trainable_params=evaluate.count_params(model.trainable_weights),
-            total_params=evaluate.count_params(model.weights), train_seconds=sum(p["seconds"] for p in phases),
-            inference_ms_per_image=evaluate.latency_ms(model), throughput_batch_size=batch,
-            throughput_images_per_s=evaluate.throughput(model, batch_size=batch), device=device_name(),
+            total_params=evaluate.count_params(model.weights), train_seconds=seconds,
+            inference_ms_per_image=evaluate.latency_ms(model, max_seconds=1.5 * effort), throughput_batch_size=batch,
+            throughput_images_per_s=evaluate.throughput(model, batch_size=batch, max_seconds=2.0 * effort),
+            device=device_name(),
             history={"rows": rows, "best_epoch": kept})
         if model_file is None and self.settings.save_models:
             model_file, tmp = self.model_path, unique(self.model_path)

@@ -327,6 +327,17 @@ def trained(tmp_path_factory):
     return config, cats_dogs, model, record
 
 
+def test_short_runs_are_timed_briefly_and_long_ones_in_full():
+    assert logbook.timing_effort(3) == 0.05 and logbook.timing_effort(60) == 0.1
+    assert logbook.timing_effort(600) == logbook.timing_effort(7200) == 1.0
+
+
+def test_a_short_run_still_records_its_speed(trained):
+    record = trained[3]
+    assert record["train_seconds"] < 60 and record["inference_ms_per_image"] > 0
+    assert record["throughput_images_per_s"] > 0 and record["throughput_batch_size"] == 32
+
+
 def test_the_saved_model_is_beside_its_record_and_reloads_with_the_same_predictions(trained):
     config, cats_dogs, model, record = trained
     record_file = records.record_path(config, "mobilenet_v2", "frozen")
