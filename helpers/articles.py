@@ -43,7 +43,8 @@ def records_table(records: list[dict]) -> pd.DataFrame:
 
 
 def run_kind(profile: str, weights: str | None) -> str:
-    """How to read a run: only the full profile with ImageNet weights reproduces an article (04, 06)."""
+    """How to read a run: only the full profile with ImageNet weights reproduces an article (04, "Our numbers
+    beside the article's"; 06, "One table per profile")."""
     if profile in ("full", "laptop") and weights == "imagenet":
         return "reproduction" if profile == "full" else "laptop run (real data, reduced settings)"
     if profile in ("full", "laptop"):
@@ -80,7 +81,8 @@ def _epochs(epochs, fine_tune_epochs) -> str:
 
 
 def for_readers(table: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """Some columns of a summary table, rounded and renamed for readers, epochs as '5 + 4' (`comparison`, 06)."""
+    """Some columns of a summary table, rounded and renamed for readers, epochs as '5 + 4' (`comparison`: the
+    "next to the article's" sections of 01-05; 06, "One table per profile")."""
     shown = table.assign(article_metric=table["article_metric"].map(lambda m: METRIC_NAMES.get(m, "-")))
     for epochs in ("epochs", "article_epochs"):
         shown[epochs] = [_epochs(e, f) for e, f in zip(shown[epochs], shown[epochs.replace("epochs", "fine_tune_epochs")])]

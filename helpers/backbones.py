@@ -52,7 +52,8 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
 
 
 def get(name: str) -> Backbone:
-    """A backbone by name, else a `SettingsError` listing the valid ones (02, 04, 05: the models and titles)."""
+    """A backbone by name, else a `SettingsError` listing the valid ones (02, "The images they get wrong";
+    04, "The model, and BatchNorm kept in inference mode"; 05, "Where the errors are")."""
     if name not in BACKBONES:
         raise SettingsError(f"Unknown model {name!r} in MODELS; choose from {', '.join(BACKBONES)}.")
     return BACKBONES[name]

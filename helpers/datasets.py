@@ -24,7 +24,8 @@ ARTICLE_CATS_DOGS = (4000, 1000)  # per class: the article's 8,000 training, 2,0
 
 @dataclass
 class ImageData:
-    """Three ordered splits of (uint8 image, int32 label) examples, and what is known of them ("The data")."""
+    """Three ordered splits of (uint8 image, int32 label) examples, and what is known of them (the "The data"
+    section of 01-05)."""
     name: str
     train: tf.data.Dataset
     val: tf.data.Dataset
@@ -75,7 +76,8 @@ class ImageData:
 
 def image_data(name: str, parts: dict[str, tuple[tf.data.Dataset, np.ndarray]], class_names: Sequence[str],
                batch_size: int | None = None, **info) -> ImageData:
-    """An `ImageData` from each split's (examples, labels), BATCH_SIZE checked when given (the loaders below)."""
+    """An `ImageData` from each split's (examples, labels), BATCH_SIZE checked when given (the loaders of
+    the "The data" sections of 01-05)."""
     data = ImageData(name=name, **{split: examples for split, (examples, _) in parts.items()},
                      class_names=list(class_names),
                      labels={s: np.asarray(y, np.int32).reshape(-1) for s, (_, y) in parts.items()}, **info)
@@ -87,7 +89,7 @@ def image_data(name: str, parts: dict[str, tuple[tf.data.Dataset, np.ndarray]], 
 
 def from_arrays(name: str, parts: dict[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str],
                 source: str, batch_size: int | None = None, **info) -> ImageData:
-    """A data set in memory, (uint8 images, integer labels) per split (`cifar10`, notebooks 03 and 05)."""
+    """A data set in memory, (uint8 images, integer labels) per split (`cifar10`: "The data" of 03 and 05)."""
     return image_data(name, {s: (pipelines.examples_from_arrays(x, y), y) for s, (x, y) in parts.items()},
                       class_names, batch_size, source=source, image_size=int(parts["train"][0].shape[1]), **info)
 

@@ -19,7 +19,8 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> i
 
 
 def inference_function(model: keras.Model):
-    """A compiled `model(x, training=False)`, made once per model and reused (`predict`, `latency_ms`)."""
+    """A compiled `model(x, training=False)`, made once per model and reused (`predict`, `latency_ms`: 07,
+    "The Keras models, measured here", and every record of 01-05)."""
     if model not in _COMPILED:
         held = weakref.ref(model)  # not the model itself: the cache must not keep it alive
         _COMPILED[model] = tf.function(lambda x: held()(x, training=False), reduce_retracing=True)
@@ -27,7 +28,8 @@ def inference_function(model: keras.Model):
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
-    """One probability per class: the sigmoid of one logit (class 1), else the softmax (`Predictions`)."""
+    """One probability per class: the sigmoid of one logit (class 1), else the softmax (`Predictions`; 02,
+    "The images they get wrong")."""
     if logits.shape[1] == 1:
         p = 1 / (1 + np.exp(-logits[:, 0]))
         return np.stack([1 - p, p], axis=1)
@@ -81,7 +83,7 @@ def predict(model: keras.Model, examples: tf.data.Dataset, batch_size: int = 64)
 def call_times(call: Callable[[], object], *, repeats: int, warmup: int, max_seconds: float,
                at_least: int) -> list[float]:
     """Seconds of each call after `warmup` calls: `repeats` calls, or as many as fit in `max_seconds` (at
-    least `at_least`): `latency_ms` and `throughput`."""
+    least `at_least`): `latency_ms` and `throughput` (every record of 01-05; 07, "Running them in LiteRT")."""
     for _ in range(warmup):
         call()
     times: list[float] = []
@@ -100,17 +102,20 @@ def _timed_call(model, batch_size: int) -> Callable[[], object]:
 
 
 def latency_ms(model, *, repeats: int = 100, warmup: int = 5, max_seconds: float = 1.5) -> float:
-    """Median milliseconds of a batch-1 call after warm-up, of a Keras model or a LiteRT one (07; records)."""
+    """Median milliseconds of a batch-1 call after warm-up, of a Keras model or a LiteRT one (07, "The Keras
+    models, measured here"; every record of 01-05, shown in their speed sections)."""
     return 1000 * statistics.median(call_times(_timed_call(model, 1), repeats=repeats, warmup=warmup,
                                                max_seconds=max_seconds, at_least=5))
 
 
 def throughput(model, *, batch_size: int = 64, repeats: int = 10, max_seconds: float = 2.0) -> float:
-    """Images per second at a large batch, after one warm-up call (every record; notebook 07)."""
+    """Images per second at a large batch, after one warm-up call (every record of 01-05, shown in their
+    speed sections; 07, "Running them in LiteRT")."""
     times = call_times(_timed_call(model, batch_size), repeats=repeats, warmup=1, max_seconds=max_seconds, at_least=1)
     return batch_size * len(times) / sum(times)
 
 
 def count_params(weights) -> int:
-    """Number of scalars in a list of variables, e.g. `model.trainable_weights` (every record of 01-05)."""
+    """Number of scalars in a list of variables, e.g. `model.trainable_weights` (every record of 01-05; 04,
+    "Our numbers beside the article's")."""
     return int(sum(np.prod(w.shape) for w in weights))

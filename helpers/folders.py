@@ -34,7 +34,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files fail the scan, never 
 
 @dataclass
 class FolderScan:
-    """The readable images of a class-per-subfolder tree (`scan_folder`)."""
+    """The readable images of a class-per-subfolder tree (`scan_folder`: "The data" of 01, 02 and 04)."""
     root: Path
     class_names: list[str]
     paths: list[str]  # what to decode: the file, or its RGB copy in the cache
@@ -45,7 +45,8 @@ class FolderScan:
 
 
 def is_data(name: str) -> bool:
-    """False for names that are never data: hidden ones, `__MACOSX`, `Thumbs.db`, `desktop.ini` ("The data")."""
+    """False for names that are never data: hidden ones, `__MACOSX`, `Thumbs.db`, `desktop.ini` ("The data"
+    of 01, 02 and 04)."""
     return not name.startswith(".") and name.lower() not in NOT_DATA
 
 
@@ -59,7 +60,8 @@ def _files(folder: Path) -> list[Path]:
 
 
 def list_files(folder: Path | str) -> list[Path]:
-    """The image files below `folder`, by the scan's rules, sorted, not decoded (only `course.predict`)."""
+    """The image files below `folder`, by the scan's rules, sorted, not decoded (`course.predict`, which
+    01's "Try it on your own images" shows)."""
     return [p for p in _files(Path(folder)) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
 
 

@@ -37,14 +37,16 @@ STALE_SECONDS = 600  # a claim on a configuration not renewed for this long belo
 
 
 def settings_key(settings: Settings) -> str:
-    """A short hash of the settings a record depends on, a record made with others is redone (`Logbook`)."""
+    """A short hash of the settings a record depends on; a record made with others is redone (`Logbook`, in
+    the fit steps of 01-05)."""
     text = repr((settings.profile, settings.image_size, settings.batch_size, settings.seed, settings.limit,
                  settings.weights, sorted(settings.epochs.items()), settings.fine_tune_epochs, str(settings.data_dir)))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def process_alive(pid) -> bool:
-    """Whether a process of this machine with this id exists (a claim's owner; `course.run` after a dead kernel)."""
+    """Whether a process of this machine with this id exists (a claim's owner, in the fit steps of 01-05;
+    `course.run` after a dead kernel)."""
     try:
         os.kill(int(pid or 0), 0)  # signal 0 only asks whether it exists
         return bool(pid)
@@ -55,7 +57,7 @@ def process_alive(pid) -> bool:
 def timing_effort(train_seconds: float) -> float:
     """The share of the full speed measurement (1.5 s of batch-1 calls, 2 s of batches) a record gets:
     all of it from ten minutes of training on, less for shorter runs, at least a few calls: timing a
-    smoke or dry run that trained for seconds would cost more than the run (`Logbook.finish`)."""
+    smoke or dry run that trained for seconds would cost more than the run (`Logbook.finish`, 01-05)."""
     return min(1.0, max(0.05, train_seconds / 600))
 
 

@@ -56,7 +56,8 @@ def batches(examples: tf.data.Dataset, batch_size: int, *, shuffle_seed: int | N
 
 
 def count(examples: tf.data.Dataset) -> int:
-    """Number of examples in a split, counted when tf.data does not know it (04's cache; 07's calibration)."""
+    """Number of examples in a split, counted when tf.data does not know it (04, "Train only what trains";
+    07, "Converting")."""
     known = int(examples.cardinality())
     return known if known >= 0 else int(examples.reduce(0, lambda n, _: n + 1))
 
@@ -82,7 +83,8 @@ def decoded(encoded: tf.data.Dataset, image_size: int, count: int) -> tf.data.Da
 
 
 def examples_from_files(paths: Sequence[str], labels: Sequence[int], image_size: int) -> tf.data.Dataset:
-    """Decode and resize image files in parallel, in order, cached in memory when they fit (01, 02, 04)."""
+    """Decode and resize image files in parallel, in order, cached in memory when they fit ("The data" of
+    01, 02 and 04)."""
     ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), np.asarray(labels, np.int32)))
     files = ds.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=AUTOTUNE, deterministic=True)
     return decoded(files, image_size, len(paths))

@@ -36,7 +36,7 @@ ARTICLES = {
 
 
 def git_commit() -> str:
-    """The checkout's short commit, or 'unknown' (every record's `git_commit`)."""
+    """The checkout's short commit, or 'unknown' (every record of 01-05 and 07; 06, "The records")."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=project_root(),
                              capture_output=True, text=True, timeout=5)
@@ -46,7 +46,8 @@ def git_commit() -> str:
 
 
 def unique(path: Path) -> Path:
-    """A temporary name beside `path`, of this process alone, to `os.replace` into place (every record)."""
+    """A temporary name beside `path`, of this process alone, to `os.replace` into place (every record of
+    01-05 and 07; the "Setup" write check)."""
     stem, _, suffixes = path.name.partition(".")
     return path.with_name(f".{stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{suffixes}")
 
@@ -71,7 +72,8 @@ def record_path(settings: Settings, model: str, strategy: str, variant: str | No
 
 
 def new_record(settings: Settings, model: str, strategy: str, **values: Any) -> dict:
-    """A record with every field, those not given set to None (`Logbook.finish` in 01-05; notebook 07)."""
+    """A record with every field, those not given set to None (`Logbook.finish` in the fit steps of 01-05;
+    07, "Running them in LiteRT")."""
     import keras
     import tensorflow as tf
     record: dict[str, Any] = dict.fromkeys(RECORD_FIELDS + EXTRA_FIELDS)
@@ -117,7 +119,7 @@ def write_record(record: dict, path: Path) -> Path:
 
 
 def read_record(path: Path) -> dict:
-    """One record, else ValueError (`load_records`, `check_record`: notebooks 01-07)."""
+    """One record, else ValueError (`load_records`, `check_record`: the "Checks" of 01-07; 06, "The records")."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -131,7 +133,8 @@ def read_record(path: Path) -> dict:
 
 
 def existing_record(path: Path, settings_key: str) -> dict | None:
-    """A finished record at `path` made with the same settings (`logbook.settings_key`; the fits of 01-05)."""
+    """A finished record at `path` made with the same settings (`logbook.settings_key`; the fit steps of
+    01-05)."""
     try:
         record = read_record(path)
     except ValueError:

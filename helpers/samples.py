@@ -64,7 +64,8 @@ def source_task(count: int, size: int, seed: int = 1234) -> tuple[np.ndarray, np
 
 def sample_arrays(count: int, num_classes: int, size: int, seed: int,
                   colour_shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Generated, learnable images in memory, class k shape k in colour k + colour_shift (03, 05: smoke data)."""
+    """Generated, learnable images in memory, class k shape k in colour k + colour_shift ("The data" of 03
+    and 05 on the smoke profile)."""
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(count) % num_classes).astype(np.uint8)
     images = np.stack([draw_sample(int(k), num_classes, size, rng, colour_shift) for k in labels])

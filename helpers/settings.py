@@ -62,7 +62,8 @@ def parse_strategy(strategy: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Profile:
-    """The numbers of one notebook under one profile (a row of helpers/profiles.csv)."""
+    """The numbers of one notebook under one profile (a row of helpers/profiles.csv; printed by the "Setup"
+    of every notebook)."""
     models: tuple[str, ...]
     epochs: dict[str, int]
     fine_tune_epochs: int

@@ -65,7 +65,7 @@ def parameters(namespace: dict) -> dict:
 
 
 def versions() -> str:
-    """Python, TensorFlow, Keras, and what the GPU or its absence means for PROFILE = 'auto' ("Setup")."""
+    """Python, TensorFlow, Keras, and what the GPU or its absence means for PROFILE = 'auto' (01, "Setup")."""
     with quiet_stderr():
         import keras
         import tensorflow as tf

@@ -38,7 +38,8 @@ def stratified(labels: np.ndarray, fractions: Sequence[float] | None, seed: int,
 
 
 def limited(indices: np.ndarray, limit: int | None) -> np.ndarray:
-    """The first `limit` indices of a round-robin ordered part, all without a limit (LIMIT, "The data")."""
+    """The first `limit` indices of a round-robin ordered part, all without a limit (LIMIT: "The data" of
+    01-05)."""
     return indices if limit is None else indices[:limit]
 
 

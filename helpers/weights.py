@@ -23,7 +23,8 @@ STANDIN_SIZE = 64
 
 
 def imagenet_file(name: str, image_size: int) -> Path:
-    """Where Keras keeps a backbone's downloaded no-top ImageNet weights (`for_model`; notebooks 01-05)."""
+    """Where Keras keeps a backbone's downloaded no-top ImageNet weights (`for_model`: the "Setup" of
+    01-05)."""
     return keras_home() / "models" / backbones.get(name).weights_file(image_size)
 
 
@@ -84,7 +85,8 @@ def _make_standin(name: str, path: Path, size: int, start: Path | None) -> None:
 
 
 def reset_batchnorm_statistics(model: keras.Model, base: keras.Model, images: np.ndarray) -> None:
-    """Set every BatchNorm's moving statistics to those of one batch, momentum 0 in training mode (`standin`)."""
+    """Set every BatchNorm's moving statistics to those of one batch, momentum 0 in training mode
+    (`standin`: the "Setup" of 01-05 on the smoke profile)."""
     norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [layer.momentum for layer in norms]
     for layer in norms:
