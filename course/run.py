@@ -97,9 +97,18 @@ def render_html(notebook: Path) -> Path:
     from nbconvert import HTMLExporter
     node = nbformat.read(notebook, as_version=4)
     for cell in node.cells:
+        merged: list = []  # consecutive pieces of one stream joined, as Jupyter shows them
         for output in cell.get("outputs", []):
+            if (output.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                    and merged[-1]["name"] == output["name"]):
+                merged[-1]["text"] += output["text"]
+            else:
+                merged.append(output)
+        for output in merged:
             if output.get("output_type") == "stream":
                 output["text"] = settle(output["text"])
+        if "outputs" in cell:
+            cell["outputs"] = merged
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
     target = notebook.with_suffix(".html")
     tmp = records.unique(target)

@@ -338,11 +338,13 @@ def test_a_report_page_has_no_backspace_characters(tmp_path):
     path = tmp_path / "page.ipynb"
     nb = new_notebook()
     cell = new_code_cell("fit()")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1/2 [==>]" + "\b" * 9 + "2/2 [====] ok\n")]
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="Epoch 1/1\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="\r1/2 [==>]"),  # flushed apart,
+                    nbformat.v4.new_output("stream", name="stdout", text="\b" * 9 + "\r2/2 [====] ok\n")]  # as Keras does
     nb.cells = [cell]
     nbformat.write(nb, path)
     page = run.render_html(path).read_text()
-    assert "\x08" not in page and "2/2 [====] ok" in page and "1/2" not in page
+    assert "\x08" not in page and "Epoch 1/1" in page and "2/2 [====] ok" in page and "1/2" not in page
     assert "\\b" in path.read_text()  # the .ipynb keeps the stream as it was written (Jupyter draws it)
 
 
