@@ -183,7 +183,7 @@ def test_standin_weights_are_made_once_and_loaded_by_the_keras_constructor(quick
     first = weights.for_model("mobilenet_v2", "standin", 64)
     again = weights.for_model("mobilenet_v2", "standin", 64)
     assert first == again and len(quick_standin) == 1
-    assert first == str(tmp_path / "cache" / "weights" / "mobilenet_v2-standin-v3.weights.h5")
+    assert first == str(tmp_path / "cache" / "weights" / "mobilenet_v2-standin-v4.weights.h5")
     base = keras.applications.MobileNetV2(include_top=False, weights=first, input_shape=(64, 64, 3))
     keras.utils.set_random_seed(1234)
     saved = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(64, 64, 3))
@@ -193,7 +193,23 @@ def test_standin_weights_are_made_once_and_loaded_by_the_keras_constructor(quick
 def test_standin_weights_at_another_size_start_from_the_64_pixel_ones(quick_standin, tmp_path):
     path = weights.standin("mobilenet_v2", 32)
     folder = tmp_path / "cache" / "weights"
-    assert path == folder / "mobilenet_v2-standin-v3-32px.weights.h5" and path.exists()
+    assert path == folder / "mobilenet_v2-standin-v4-32px.weights.h5" and path.exists()
     assert [(size, start) for _, _, size, start in quick_standin] == [
-        (64, None), (32, folder / "mobilenet_v2-standin-v3.weights.h5")]
+        (64, None), (32, folder / "mobilenet_v2-standin-v4.weights.h5")]
     assert weights.standin("mobilenet_v2", 32) == path and len(quick_standin) == 2
+
+
+def test_standin_weights_at_another_size_keep_the_filters_and_take_that_sizes_batchnorm_statistics(tmp_path):
+    keras.utils.set_random_seed(7)
+    start = tmp_path / "start.weights.h5"
+    keras.applications.MobileNet(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(start)
+    weights._make_standin("mobilenet", tmp_path / "48.weights.h5", 48, start)
+    before = keras.applications.MobileNet(include_top=False, weights=str(start), input_shape=(48, 48, 3))
+    after = keras.applications.MobileNet(include_top=False, weights=str(tmp_path / "48.weights.h5"),
+                                         input_shape=(48, 48, 3))
+    for old, new in zip(before.layers, after.layers):
+        if isinstance(new, keras.layers.BatchNormalization):  # statistics of the source images at 48
+            assert not np.allclose(old.moving_mean.numpy(), new.moving_mean.numpy())
+        else:  # every learned filter as it was
+            for a, b in zip(old.get_weights(), new.get_weights()):
+                np.testing.assert_array_equal(a, b)
