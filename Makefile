@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# pytest-xdist workers for `make test`: one per core of the two-core CI machine
+# notebooks at once in `make demo`, pytest-xdist workers in `make test`: one per core of the two-core CI machine
 JOBS   ?= 2
 # where the notebook tests keep the records 06 and 07 read (git-ignored)
 NBVAL  := reports/nbval
@@ -32,7 +32,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	COURSE_OFFLINE=1 $(PY) -m course.run --profile smoke
+	COURSE_OFFLINE=1 $(PY) -m course.run --profile smoke --jobs $(JOBS)
 
 laptop: $(STAMP)
 	$(PY) -m course.run --profile laptop
@@ -42,10 +42,12 @@ test: test-unit test-notebooks
 test-unit: $(STAMP)
 	COURSE_OFFLINE=1 $(PY) -m pytest -n $(JOBS) --dist worksteal tests
 
-# 01-05 train and record; then 07 converts their light models and 06 sums everything up
+# 01-05 train and record, the longest first so that no worker ends long after the other;
+# then 07 converts their light models and 06 sums everything up
 test-notebooks: $(STAMP)
 	rm -rf $(NBVAL)
-	COURSE_OFFLINE=1 NB_SCRATCH=$(NBVAL) $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax notebooks/0[1-5]_*.ipynb
+	COURSE_OFFLINE=1 NB_SCRATCH=$(NBVAL) $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax \
+		notebooks/04_*.ipynb notebooks/03_*.ipynb notebooks/05_*.ipynb notebooks/02_*.ipynb notebooks/01_*.ipynb
 	COURSE_OFFLINE=1 NB_SCRATCH=$(NBVAL) $(PY) -m pytest --nbval-lax notebooks/07_*.ipynb
 	COURSE_OFFLINE=1 NB_SCRATCH=$(NBVAL) $(PY) -m pytest --nbval-lax notebooks/06_*.ipynb
 

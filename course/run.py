@@ -1,7 +1,7 @@
 """Run the notebooks headless with papermill into reports/<profile>/, as HTML too, and write an index
 page with the summary table; a failing notebook does not stop the others.
 
-    python -m course.run --profile smoke                     # every notebook, then the report (make demo)
+    python -m course.run --profile smoke --jobs 2            # every notebook, two at once, then the report (make demo)
     python -m course.run --only 03 05 -p EPOCHS 2            # a subset, with parameters
     python -m course.run --profile full --workers 4          # 4 units at once on Ray (one GPU each)
     python -m course.run --profile full --shard 2/4          # share 2 of 4 (a Slurm array task): no report
@@ -23,6 +23,7 @@ import string
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -279,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a parameter, for every notebook that defines it")
     parser.add_argument("--shard", metavar="K/N", help="run share K of N of the units (a Slurm array task); no report")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="up to N notebooks at once on this "
+                        "machine, longest first (two on two CPU cores: one notebook leaves a core idle half the time)")
     parser.add_argument("--workers", type=int, metavar="N", help="up to N units at once on Ray (one GPU each), "
                         "longest first, each retried once if its kernel dies; then the report")
     parser.add_argument("--address", help="with --workers: join this Ray cluster (e.g. HEAD:6379) instead of "
@@ -292,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.workers is not None and args.workers < 1 or args.address and not args.workers:
         parser.error("--workers needs a number of 1 or more (and --address needs --workers).")
+    if args.jobs < 1 or args.jobs > 1 and args.workers:
+        parser.error("--jobs needs a number of 1 or more, and runs without Ray (leave out --workers).")
     if args.workers and (args.shard or args.report_only):
         parser.error("--workers runs every unit and the report itself; leave out --shard and --report-only.")
     root = course_settings.project_root()
@@ -341,8 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.workers:
         mine = [u for i, u in enumerate(plan) if i % shares == share - 1]
-        outcomes = [run_unit(u, paths[u.notebook], folder, parameters, not args.no_progress,
-                             f"[{i}/{len(mine)}]") for i, u in enumerate(mine, 1)]
+        if args.jobs > 1:  # the longest start first, so that the last to end do not run alone
+            from course.workers import longest_first
+            mine = longest_first(mine)
+        labels = [f"[{i}/{len(mine)}]" for i in range(1, len(mine) + 1)]
+        bars = not args.no_progress and args.jobs == 1
+        with ThreadPoolExecutor(args.jobs) as pool:  # each thread waits on a kernel of its own
+            outcomes = list(pool.map(lambda unit, label: run_unit(unit, paths[unit.notebook], folder, parameters,
+                                                                   bars, label), mine, labels))
     if shares == 1 or args.report_only:
         readers = [stem for stem in READS_RECORDS if stem in paths]
         for i, stem in enumerate(readers, 1):

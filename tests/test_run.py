@@ -256,6 +256,33 @@ def test_two_shares_at_once_train_each_configuration_once_and_report_only_sums_t
     assert len(pd.read_csv(tmp_path / "reports" / "results.csv")) == 4
 
 
+def test_jobs_run_notebooks_at_once_longest_first_and_report_every_one(course, capsys):
+    """Each of two notebooks waits for the other to have started: they finish only when run together."""
+    for stem, other in ((CATS_DOGS, UPSAMPLING), (UPSAMPLING, CATS_DOGS)):
+        _notebook(course / "notebooks" / f"{stem}.ipynb", (
+            "import pathlib, time\n"
+            f"pathlib.Path({str(course / stem)!r}).touch()\n"
+            f"while not pathlib.Path({str(course / other)!r}).exists():\n"
+            "    assert time.time() - START < 60, 'the other notebook never started'\n"
+            "    time.sleep(0.1)\n"
+            "print('met')"), parameters='PROFILE: str = "full"\nimport time\nSTART = time.time()')
+    assert run.main(["--profile", "smoke", "--jobs", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"[1/2] {UPSAMPLING} ..." in out and f"[2/2] {CATS_DOGS} ..." in out  # 03, the longer, first
+    folder = course / "reports" / "smoke"
+    assert _printed(folder / f"{CATS_DOGS}.ipynb") == _printed(folder / f"{UPSAMPLING}.ipynb") == ["met\n"]
+    assert f"{CATS_DOGS}.html" in (folder / "index.html").read_text()
+
+
+def test_jobs_are_refused_below_one_and_beside_ray(course, executed, capsys):
+    _notebook(course / "notebooks" / f"{CATS_DOGS}.ipynb", "x = 1")
+    for arguments in (["--jobs", "0"], ["--jobs", "2", "--workers", "2"]):
+        with pytest.raises(SystemExit):
+            run.main(arguments)
+        assert "--jobs" in capsys.readouterr().err
+    assert executed == []
+
+
 def test_workers_without_ray_say_how_to_get_it(course, executed, capsys, monkeypatch):
     _notebook(course / "notebooks" / f"{CATS_DOGS}.ipynb", "x = 1")
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
