@@ -150,7 +150,7 @@ def _kernel_manager_class():
     return LocalKernelManager
 
 
-def execute(notebook: Path, output: Path, parameters: dict, progress: bool = True) -> Outcome:
+def execute(notebook: Path, output: Path, parameters: dict, progress: bool | dict = True) -> Outcome:
     """Run one notebook with papermill; never raises for a failing notebook."""
     import papermill
     from nbclient.exceptions import DeadKernelError
@@ -178,7 +178,7 @@ def run_unit(unit: Unit, notebook: Path, folder: Path, parameters: dict, progres
     print(f"{label} {unit.name} ...", flush=True)
     defined = parameters_of(notebook)
     outcome = execute(notebook, output, {k: v for k, v in {**parameters, **unit.parameters}.items() if k in defined},
-                      progress=progress)
+                      progress={"desc": unit.name[:2]} if progress else False)  # beside each other with --jobs
     outcome = replace(outcome, notebook=unit.name)
     if outcome.died:
         release_dead_claims(results_dir_of(parameters))
@@ -350,10 +350,9 @@ def main(argv: list[str] | None = None) -> int:
             from course.workers import longest_first
             mine = longest_first(mine)
         labels = [f"[{i}/{len(mine)}]" for i in range(1, len(mine) + 1)]
-        bars = not args.no_progress and args.jobs == 1
         with ThreadPoolExecutor(args.jobs) as pool:  # each thread waits on a kernel of its own
             outcomes = list(pool.map(lambda unit, label: run_unit(unit, paths[unit.notebook], folder, parameters,
-                                                                   bars, label), mine, labels))
+                                                                   not args.no_progress, label), mine, labels))
     if shares == 1 or args.report_only:
         readers = [stem for stem in READS_RECORDS if stem in paths]
         for i, stem in enumerate(readers, 1):

@@ -217,9 +217,11 @@ def test_units_split_notebook_04_into_its_configurations_only_when_sharing():
     shared = run.units(stems, "smoke", {"MODELS": '["mobilenet"]'}, split=True)
     assert [u.name for u in shared][:3] == [UPSAMPLING, f"{FLOWERS}__mobilenet-frozen",
                                             f"{FLOWERS}__mobilenet-layers-5"]
-    assert len(shared) == 1 + 7 and shared[2].parameters == {"MODELS": ["mobilenet"], "STRATEGIES": ["layers:5"]}
+    # the smoke profile's three strategies (frozen, layers:5, blocks:2) for each model
+    assert len(shared) == 1 + 3 and shared[2].parameters == {"MODELS": ["mobilenet"], "STRATEGIES": ["layers:5"]}
     assert {u.notebook for u in shared} == {UPSAMPLING, FLOWERS}
-    assert len(run.units(stems, "smoke", {}, split=True)) == 1 + 2 * 7  # both models by default
+    assert len(run.units(stems, "smoke", {}, split=True)) == 1 + 2 * 3  # both models by default
+    assert len(run.units(stems, "full", {}, split=True)) == 1 + 2 * 7  # the article's seven
     assert run.parse_share("2/4") == (2, 4)
     for text in ("5/4", "0/4", "two/4", "2"):
         with pytest.raises(SystemExit, match="--shard must be K/N"):
