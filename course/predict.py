@@ -60,11 +60,12 @@ def load_model(path: Path | str) -> tuple[keras.Model, list[str]]:
 
 
 def find_files(paths: Sequence[Path | str]) -> list[Path]:
-    """The files named, and the candidate image files under the folders named (recursively)."""
+    """The files named, and the image files below the folders named (by the rules of `folders.data_files`)."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += folders.list_files(path)
+            files += [p for p in folders.data_files(path)
+                      if p.suffix.lower() in folders.IMAGE_SUFFIXES and p.is_file()]
         elif path.is_file():
             files.append(path)
         else:

@@ -50,19 +50,14 @@ def is_data(name: str) -> bool:
     return not name.startswith(".") and name.lower() not in NOT_DATA
 
 
-def _files(folder: Path) -> list[Path]:
-    """Every data file below `folder`, links to nothing included, sorted."""
+def data_files(folder: Path) -> list[Path]:
+    """Every data file below `folder`, links to nothing included, sorted (`scan_folder`: "The data" of 01,
+    02 and 04; `course.predict`)."""
     found = []
     for top, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if is_data(d)]
         found += [Path(top, name) for name in names if is_data(name)]
     return sorted(found)
-
-
-def list_files(folder: Path | str) -> list[Path]:
-    """The image files below `folder`, by the scan's rules, sorted, not decoded (`course.predict`, which
-    01's "Try it on your own images" shows)."""
-    return [p for p in _files(Path(folder)) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
 
 
 def _convert_into_cache(path: Path, image: Image.Image) -> str:
@@ -153,7 +148,7 @@ def scan_folder(root: Path | str, expected: Sequence[str] | None = None) -> Fold
     """List and check every file of a class-per-subfolder tree, in parallel (01, 02, 04: "The data")."""
     root = Path(root)
     folders = _class_folders(root, expected)
-    entries = [(path, label) for label, folder in enumerate(folders) for path in _files(folder)]
+    entries = [(path, label) for label, folder in enumerate(folders) for path in data_files(folder)]
     scan = FolderScan(root, [f.name for f in folders], [], np.zeros(0, np.int32), [], 0, [])
     labels: list[int] = []
     with concurrent.futures.ThreadPoolExecutor(min(16, 2 * (os.cpu_count() or 1))) as pool:

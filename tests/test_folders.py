@@ -12,6 +12,7 @@ import pytest
 from conftest import jpeg_bytes, write_jpeg
 from PIL import Image
 
+from course.predict import find_files
 from helpers import datasets, folders, pipelines
 from helpers.errors import DataError
 from helpers.folders import TOO_LARGE, scan_folder
@@ -205,10 +206,10 @@ def test_the_scan_never_writes_pils_global_pixel_limit(tmp_path, class_folder, m
     assert writes == []
 
 
-def test_list_files_applies_the_scans_rules(tmp_path):
+def test_predict_lists_the_files_of_a_folder_by_the_scans_rules(tmp_path):
     root = tmp_path / "photos"
     good = write_every_case(root, tmp_path / "outside", classes=("cat", "dog"))
-    listed = folders.list_files(root)
+    listed = find_files([root])
     expected = [p for files in good.values() for p in files if "outside" not in p.parts]
     expected += [root / name / file for name in good for file in ("link.jpg", "bomb.png", "text.jpg")]
     # links are kept as links; a bomb or a fake image is only found out when decoded (check_image)
