@@ -42,22 +42,15 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-STRATEGY_HELP = "'frozen', 'all', 'layers:N' (last N layers), 'blocks:N' (last N blocks) or 'from:N' (layer N onwards)"
-_STRATEGY = re.compile(r"^(frozen|all|(layers|blocks|from):(\d+))$")
-
-
-def parse_strategy(strategy: str) -> tuple[str, int]:
-    """Split 'blocks:4' into ('blocks', 4); 'frozen' and 'all' give N = 0 (STRATEGIES, 04's "Setup")."""
-    text = str(strategy).strip()
-    match = _STRATEGY.match(text)
+def check_strategy(strategy: str) -> None:
+    """Refuse what is not 'frozen', 'all', 'layers:N', 'blocks:N' (N of 1 or more) or 'from:N' (STRATEGIES,
+    04's "Setup")."""
+    match = re.fullmatch(r"frozen|all|(layers|blocks|from):(\d+)", str(strategy).strip())
     if not match:
-        raise SettingsError(f"Unknown strategy {strategy!r}; use {STRATEGY_HELP}.")
-    if match.group(2):
-        count = int(match.group(3))
-        if count < 1 and match.group(2) != "from":
-            raise SettingsError(f"Strategy {strategy!r} needs N of 1 or more.")
-        return match.group(2), count
-    return text, 0
+        raise SettingsError(f"Unknown strategy {strategy!r}; use 'frozen', 'all', 'layers:N' (last N layers), "
+                            "'blocks:N' (last N blocks) or 'from:N' (layer N onwards).")
+    if match.group(1) in ("layers", "blocks") and int(match.group(2)) < 1:
+        raise SettingsError(f"Strategy {strategy!r} needs N of 1 or more.")
 
 
 @dataclass(frozen=True)
@@ -246,7 +239,7 @@ def resolve(notebook: str, *, profile: str = "auto", data_dir: Any = None, weigh
                             f"whole factor), got {size}.")
     chosen_strategies = defaults.strategies if strategies is None else names("STRATEGIES", strategies)
     for strategy in chosen_strategies:
-        parse_strategy(strategy)
+        check_strategy(strategy)
     path = None
     if data_dir is not None and str(data_dir).strip():
         path = Path(str(data_dir)).expanduser()

@@ -155,17 +155,13 @@ def test_upsampling_notebook_needs_a_multiple_of_32(make_settings):
     assert make_settings(NB04, image_size=100).image_size == 100  # only notebook 03 upsamples
 
 
-def test_parse_strategy():
-    assert settings.parse_strategy("blocks:4") == ("blocks", 4)
-    assert settings.parse_strategy(" layers:10 ") == ("layers", 10)
-    assert settings.parse_strategy("frozen") == ("frozen", 0)
-    assert settings.parse_strategy("all") == ("all", 0)
-    assert settings.parse_strategy("from:100") == ("from", 100)
-    assert settings.parse_strategy("from:0") == ("from", 0)  # every layer
+def test_check_strategy():
+    for strategy in ("blocks:4", " layers:10 ", "frozen", "all", "from:100", "from:0"):  # from:0: every layer
+        settings.check_strategy(strategy)
     with pytest.raises(SettingsError, match="^Strategy 'layers:0' needs N of 1 or more.$"):
-        settings.parse_strategy("layers:0")
+        settings.check_strategy("layers:0")
     with pytest.raises(SettingsError, match="^Unknown strategy 'blocks'"):
-        settings.parse_strategy("blocks")
+        settings.check_strategy("blocks")
 
 
 def test_names_reads_lists_tuples_and_command_line_text():
@@ -233,7 +229,7 @@ def test_every_profiles_models_and_strategies_are_known_and_fit_their_checks():
                 assert profile.image_size >= spec.min_size, (notebook, name, model)
                 assert profile.epochs[model] >= 1, (notebook, name, model)
             for strategy in profile.strategies:
-                settings.parse_strategy(strategy)
+                settings.check_strategy(strategy)
 
 
 def test_laptop_is_the_real_data_with_imagenet_weights_and_fewer_images(make_settings):
