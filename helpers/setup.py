@@ -9,10 +9,12 @@ import platform
 import sys
 import warnings
 
+import keras
+import tensorflow as tf
+
 from helpers import records
 from helpers.errors import CourseError, SettingsError
-from helpers.progress import quiet_stderr
-from helpers.settings import Settings, resolve
+from helpers.settings import Settings, has_gpu, resolve
 
 COURSE_REPO = "https://github.com/tl-course/transfer-learning-course"
 SETTINGS = set(inspect.signature(resolve).parameters) - {"notebook", "check_hardware"}
@@ -66,11 +68,7 @@ def parameters(namespace: dict) -> dict:
 
 def versions() -> str:
     """Python, TensorFlow, Keras, and what the GPU or its absence means for PROFILE = 'auto' (01, "Setup")."""
-    with quiet_stderr():
-        import keras
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
+    gpus = tf.config.list_physical_devices("GPU")
     where = " on Google Colab" if "google.colab" in sys.modules else ""
     return (f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}{where}\n"
             + (f"GPU: {len(gpus)} found; mixed precision on by default, PROFILE = 'auto' runs the full profile."
@@ -91,10 +89,7 @@ def start(notebook: str, namespace: dict) -> Settings:
     if reason:
         raise SettingsError(f"The results folder {settings.record_dir} cannot be written ({reason}); "
                             "set RESULTS_DIR to a folder you can write to.")
-    import keras
-    import tensorflow as tf
-
-    gpu = bool(tf.config.list_physical_devices("GPU"))
+    gpu = has_gpu()
     mixed = gpu and settings.mixed_precision is not False
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     if not gpu:
