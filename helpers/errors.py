@@ -19,9 +19,5 @@ class CannotSplit(CourseError):
     """A model whose frozen part cannot be computed once (04, "Train only what trains")."""
 
 
-class TrainingDiverged(CourseError):
-    """The loss became NaN or infinite (the fit steps of 01-05, recorded as a failed run)."""
-
-
 class CheckFailed(CourseError, AssertionError):
     """A notebook's closing check found something missing or wrong (the "Checks" of 01-07)."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from helpers import backbones, evaluate, layers, pipelines, records  # noqa: F401  (layers registers InferenceMode)
 from helpers.datasets import ImageData
-from helpers.errors import CourseError, TrainingDiverged
+from helpers.errors import CourseError
 from helpers.keras_private import seed_generators, start_fit_at
 from helpers.records import unique
 from helpers.settings import Settings
@@ -165,10 +165,10 @@ class Logbook:
                     for p in phases])
         bad = next((r for r in rows if not math.isfinite(r.get("loss", 0.0))), None)
         if bad is not None:
-            error = TrainingDiverged(f"The training loss became {bad['loss']} in epoch {bad['epoch']}; lower "
-                                     "the learning rate or check the data for broken images or labels.")
+            error = (f"The training loss became {bad['loss']} in epoch {bad['epoch']}; lower the learning rate "
+                     "or check the data for broken images or labels.")
             print(f"{self.title} FAILED: {error}")
-            return self._write({**record, "status": "failed", "error": str(error)})
+            return self._write({**record, "status": "failed", "error": error})
         kept = next((p["kept_epoch"] for p in reversed(phases) if p.get("kept_epoch")), None)
         final = next((r for r in rows if r["epoch"] == kept), rows[-1] if rows else {})
         test = (evaluate.predict(model, data.test, self.settings.batch_size) if test_logits is None

@@ -301,8 +301,7 @@ def test_settings_describe_a_line_per_setting(make_settings):
 def test_every_error_is_a_course_error():
     from helpers import errors
 
-    kinds = [errors.SettingsError, errors.DataError, errors.CannotSplit, errors.TrainingDiverged,
-             errors.CheckFailed]
+    kinds = [errors.SettingsError, errors.DataError, errors.CannotSplit, errors.CheckFailed]
     assert all(issubclass(kind, CourseError) for kind in kinds)
     assert issubclass(SettingsError, ValueError) and issubclass(errors.CheckFailed, AssertionError)
     assert settings.SettingsError is errors.SettingsError  # one class, wherever it is imported from
