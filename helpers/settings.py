@@ -210,9 +210,7 @@ def _epochs(value: Any, models: tuple[str, ...], default: dict[str, int]) -> dic
         unknown = sorted(set(value) - set(models))
         if unknown:
             raise SettingsError(f"EPOCHS names {', '.join(unknown)}, which is not in MODELS ({', '.join(models)}).")
-        merged = {m: default.get(m, 1) for m in models}
-        merged.update({m: _int(f"EPOCHS[{m!r}]", v, 1) for m, v in value.items()})
-        return merged
+        return {m: default.get(m, 1) for m in models} | {m: _int(f"EPOCHS[{m!r}]", v, 1) for m, v in value.items()}
     return dict.fromkeys(models, _int("EPOCHS", value, 1))
 
 

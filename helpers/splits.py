@@ -50,10 +50,5 @@ def describe(fractions: Sequence[float], seed: int) -> str:
 
 def fingerprint(*members: Sequence) -> str:
     """A short hash of split membership, equal seeds giving equal ones ("The data"; 07 compares them)."""
-    digest = hashlib.sha256()
-    for split in members:
-        digest.update(b"|")
-        for item in split:
-            digest.update(str(item).encode())
-            digest.update(b",")
-    return digest.hexdigest()[:16]
+    text = "".join("|" + "".join(f"{item}," for item in split) for split in members)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
