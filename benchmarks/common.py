@@ -26,7 +26,7 @@ with quiet_stderr():  # TensorFlow's start-up lines
 
 from helpers import backbones, pipelines, samples, setup  # noqa: E402
 from helpers.layers import InferenceMode  # noqa: E402
-from helpers.records import git_commit, unique  # noqa: E402
+from helpers.records import atomic_write, git_commit  # noqa: E402
 from helpers.settings import project_root  # noqa: E402
 
 REPORTS = project_root() / "reports" / "bench"
@@ -165,9 +165,7 @@ class Part:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         REPORTS.mkdir(parents=True, exist_ok=True)
         path = REPORTS / f"{self.name}.json"
-        tmp = unique(path)
-        tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n"))
         state = f"{'within' if seconds <= self.budget else 'OVER'} its budget of {self.budget:.0f} s"
         state += f"; NOT RUN for lack of time: {', '.join(self.skipped)}" if self.skipped else ""
         print(f"  {seconds:.0f} s, {state}; load average {self.load_before} -> {payload['load_average_after']} "

@@ -46,7 +46,7 @@ from benchmarks import calibration
 from course.run import execute, find_notebooks, parameters_of, parse_value
 from helpers import settings as course_settings
 from helpers.errors import CourseError
-from helpers.records import git_commit, unique
+from helpers.records import atomic_write, git_commit
 from helpers.sources import ANIMAL_CLASSES, CATS_DOGS_CLASSES, CIFAR10_CLASSES, FLOWER_CLASSES
 
 BUDGET_MINUTES = 15
@@ -252,9 +252,7 @@ def write_report(name: str, payload: dict, entries: list[dict]) -> tuple[Path, l
                    + entries,
                    key=lambda e: e["notebook"])
     payload = {**payload, "notebooks": every, "all_within_15_minutes": all(e["within_15_minutes"] for e in every)}
-    tmp = unique(path)
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n"))
     return path, every
 
 

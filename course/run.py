@@ -111,11 +111,7 @@ def render_html(notebook: Path) -> Path:
         if "outputs" in cell:
             cell["outputs"] = merged
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
-    target = notebook.with_suffix(".html")
-    tmp = records.unique(target)
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return records.atomic_write(notebook.with_suffix(".html"), lambda tmp: tmp.write_text(body, encoding="utf-8"))
 
 
 def settle(text: str) -> str:

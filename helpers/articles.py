@@ -4,14 +4,13 @@ our records beside them: the "next to the article's" sections of notebooks 01-05
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from helpers.records import EXTRA_FIELDS, RECORD_FIELDS, unique
+from helpers.records import EXTRA_FIELDS, RECORD_FIELDS, atomic_write
 from helpers.settings import ARTICLE_STRATEGIES
 
 _TYPES = {"value": float, "epochs": int, "fine_tune_epochs": int, "image_size": int, "train_accuracy": float,
@@ -128,14 +127,10 @@ def write_summary(table: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
     """results.csv (every column) and results.md (readers' columns, a table per profile): 06, "One table"."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path, tmp = folder / "results.csv", folder / "results.md", unique(folder / "results.csv")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, csv_path)
+    csv_path = atomic_write(folder / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
     readers = summary_for_readers(table)
     readers = readers.astype(object).where(readers.notna(), None)  # tabulate shows None as "-", NaN as "nan"
     sections = [f"## The {profile} profile\n\n" + readers[table["profile"] == profile].to_markdown(index=False, missingval="-")
                 for profile in ("full", "laptop", "smoke") if (table["profile"] == profile).any()]
-    tmp = unique(md_path)
-    tmp.write_text("\n\n".join(sections) + "\n" if sections else "No records yet.\n")
-    os.replace(tmp, md_path)
-    return csv_path, md_path
+    text = "\n\n".join(sections) + "\n" if sections else "No records yet.\n"
+    return csv_path, atomic_write(folder / "results.md", lambda tmp: tmp.write_text(text))

@@ -20,7 +20,7 @@ from PIL import Image, ImageFile
 
 from helpers import progress
 from helpers.errors import DataError
-from helpers.records import unique
+from helpers.records import atomic_write
 from helpers.settings import cache_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
@@ -77,9 +77,7 @@ def _convert_into_cache(path: Path, image: Image.Image) -> str:
         image = image.convert("RGB")
         if image.width * image.height > MAX_PIXELS:
             image.thumbnail((4096, 4096))
-        tmp = unique(target)
-        image.save(tmp, format="PNG")
-        os.replace(tmp, target)
+        atomic_write(target, lambda tmp: image.save(tmp, format="PNG"))
     return str(target)
 
 

@@ -30,7 +30,7 @@ from helpers import backbones, evaluate, layers, pipelines, records  # noqa: F40
 from helpers.datasets import ImageData
 from helpers.errors import CourseError
 from helpers.keras_private import seed_generators, start_fit_at
-from helpers.records import unique
+from helpers.records import atomic_write
 from helpers.settings import Settings
 
 STALE_SECONDS = 600  # a claim on a configuration not renewed for this long belongs to no one
@@ -185,9 +185,7 @@ class Logbook:
             device=device_name(),
             history={"rows": rows, "best_epoch": kept})
         if model_file is None and self.settings.save_models:
-            model_file, tmp = self.model_path, unique(self.model_path)
-            model.save(tmp)
-            os.replace(tmp, model_file)
+            model_file = atomic_write(self.model_path, model.save)
         if model_file is not None:
             record.update(model_file=Path(model_file).name, model_size_mb=Path(model_file).stat().st_size / 2**20)
         xla = [p["phase"] for p in phases if p.get("xla")]
@@ -283,9 +281,7 @@ class _Bookkeeping(keras.callbacks.Callback):
         print(f"{self.log.title}: resumed after epoch {self.state['epoch']} from {self.folder}")
 
     def _backup(self) -> None:
-        tmp = unique(self.folder / "backup.weights.h5")
-        self.model.save_weights(str(tmp))
-        os.replace(tmp, self.folder / "backup.weights.h5")
+        atomic_write(self.folder / "backup.weights.h5", lambda tmp: self.model.save_weights(str(tmp)))
         self.state["seeds"] = [keras.ops.convert_to_numpy(s).tolist() for s in self._seeds()]
         arrays, self.state["stateful"] = {}, []
         for k, callback in enumerate(self.stateful):
@@ -296,12 +292,8 @@ class _Bookkeeping(keras.callbacks.Callback):
             self.state["stateful"].append({n: v for n, v in values.items() if v is None or isinstance(
                 v, (bool, int, float, str))} | {"best_weights_count": len(weights)})
         if arrays:
-            tmp = unique(self.folder / "stateful.npz")
-            np.savez(tmp, **arrays)
-            os.replace(tmp, self.folder / "stateful.npz")
-        tmp = unique(self.folder / "state.json")
-        tmp.write_text(json.dumps(self.state))
-        os.replace(tmp, self.folder / "state.json")
+            atomic_write(self.folder / "stateful.npz", lambda tmp: np.savez(tmp, **arrays))
+        atomic_write(self.folder / "state.json", lambda tmp: tmp.write_text(json.dumps(self.state)))
 
     def on_train_batch_end(self, batch, logs=None):
         if time.time() - self.touched > 60:  # renew the claim on the configuration

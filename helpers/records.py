@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,15 @@ def unique(path: Path) -> Path:
     01-05 and 07; the "Setup" write check)."""
     stem, _, suffixes = path.name.partition(".")
     return path.with_name(f".{stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{suffixes}")
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """`write` a temporary name (`unique`), then move it to `path`: a killed run leaves no half file (the
+    models and backups of 01-05, 06's summary, images converted in "The data" of 01, 02 and 04)."""
+    tmp = unique(path)
+    write(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def cannot_write(folder: Path) -> str | None:

@@ -291,7 +291,7 @@ def test_a_configuration_recorded_by_another_run_after_this_one_looked_is_not_tr
 
 def test_temporary_files_have_names_of_their_own(tmp_path):
     target = tmp_path / "backup.weights.h5"
-    names = {logbook.unique(target).name for _ in range(50)}
+    names = {records.unique(target).name for _ in range(50)}
     assert len(names) == 50 and all(n.endswith(".weights.h5") and n.startswith(".backup.") for n in names)
 
 
