@@ -11,6 +11,7 @@ import warnings
 
 import keras
 import tensorflow as tf
+from IPython import get_ipython
 
 from helpers import records
 from helpers.errors import CourseError, SettingsError
@@ -20,16 +21,9 @@ COURSE_REPO = "https://github.com/tl-course/transfer-learning-course"
 SETTINGS = set(inspect.signature(resolve).parameters) - {"notebook", "check_hardware"}
 
 
-def _ipython():
-    try:
-        return get_ipython()  # type: ignore[name-defined]  # noqa: F821
-    except NameError:
-        return None
-
-
 def _short_errors() -> None:
     """Show CourseError as its one-sentence message; the cell still fails, so papermill stops."""
-    shell = _ipython()
+    shell = get_ipython()
     if shell is None:
         return
 
@@ -43,7 +37,7 @@ def _short_errors() -> None:
 
 def injected_names() -> list[str]:
     """The names papermill injected with -p (its "# Parameters" cell), else []: every notebook's "Setup"."""
-    shell = _ipython()
+    shell = get_ipython()
     cells = shell.user_ns.get("In", []) if shell is not None else []
     for source in reversed(cells):
         if source.lstrip().startswith("# Parameters"):

@@ -84,7 +84,7 @@ def test_injected_names_are_read_from_papermills_parameters_cell(monkeypatch):
     cells = ['PROFILE: str = "auto"\nEPOCHS: int | None = None',
              '# Parameters\nPROFILE = "smoke"\nEPOCS = 3\n',
              "settings = setup.start(NOTEBOOK, globals())"]
-    monkeypatch.setattr(setup, "_ipython", lambda: _shell(*cells))
+    monkeypatch.setattr(setup, "get_ipython", lambda: _shell(*cells))
     assert setup.injected_names() == ["PROFILE", "EPOCS"]
     with pytest.raises(SettingsError, match="no parameter EPOCS;"):
         setup.parameters(_namespace(EPOCS=3))
@@ -92,16 +92,16 @@ def test_injected_names_are_read_from_papermills_parameters_cell(monkeypatch):
 
 def test_the_last_parameters_cell_counts(monkeypatch):
     cells = ['# Parameters\nEPOCS = 3\n', '# Parameters\nEPOCHS = 3\n']
-    monkeypatch.setattr(setup, "_ipython", lambda: _shell(*cells))
+    monkeypatch.setattr(setup, "get_ipython", lambda: _shell(*cells))
     assert setup.injected_names() == ["EPOCHS"]
 
 
 def test_nothing_is_injected_outside_such_a_run(monkeypatch):
-    monkeypatch.setattr(setup, "_ipython", lambda: None)
+    monkeypatch.setattr(setup, "get_ipython", lambda: None)
     assert setup.injected_names() == []
-    monkeypatch.setattr(setup, "_ipython", lambda: _shell("PROFILE = 'smoke'", "x = 1"))
+    monkeypatch.setattr(setup, "get_ipython", lambda: _shell("PROFILE = 'smoke'", "x = 1"))
     assert setup.injected_names() == []
-    monkeypatch.setattr(setup, "_ipython", lambda: _shell("# Parameters\nPROFILE = 'smoke\n"))  # unreadable
+    monkeypatch.setattr(setup, "get_ipython", lambda: _shell("# Parameters\nPROFILE = 'smoke\n"))  # unreadable
     assert setup.injected_names() == []
 
 
