@@ -4,7 +4,6 @@ Used by the setup section of notebooks 01-05."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import keras
@@ -13,7 +12,7 @@ import tensorflow as tf
 
 from helpers import backbones, progress, samples
 from helpers.errors import CourseError
-from helpers.records import unique
+from helpers.records import atomic_write
 from helpers.settings import cache_dir, keras_home
 from helpers.sources import can_download
 
@@ -84,9 +83,7 @@ def _make_standin(name: str, path: Path, size: int, start: Path | None) -> None:
         ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=1234).batch(32)
         model.fit(ds, epochs=epochs, verbose=2 if progress.headless() else 1)
     reset_batchnorm_statistics(model, base, x[:256])
-    tmp = unique(path)
-    base.save_weights(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, base.save_weights)
 
 
 def reset_batchnorm_statistics(model: keras.Model, base: keras.Model, images: np.ndarray) -> None:
