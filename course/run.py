@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a parameter, for every notebook that defines it")
     parser.add_argument("--shard", metavar="K/N", help="run share K of N of the units (a Slurm array task); no report")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="up to N notebooks at once on this "
-                        "machine, longest first (two on two CPU cores: one notebook leaves a core idle half the time)")
+                        "machine, longest first (make demo runs two on two CPU cores)")
     parser.add_argument("--workers", type=int, metavar="N", help="up to N units at once on Ray (one GPU each), "
                         "longest first, each retried once if its kernel dies; then the report")
     parser.add_argument("--address", help="with --workers: join this Ray cluster (e.g. HEAD:6379) instead of "

@@ -77,7 +77,8 @@ def _make_standin(name: str, path: Path, size: int, start: Path | None) -> None:
     model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(features)))
     if start is not None:
         base.load_weights(start)
-        reset_batchnorm_statistics(model, base, x[:256])
+        if epochs:  # train from this size's statistics
+            reset_batchnorm_statistics(model, base, x[:256])
     if epochs:
         model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=1234).batch(32)
